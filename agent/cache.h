@@ -1,0 +1,74 @@
+/* The token cache: HMAC-SHA-256(token) -> token_info, with TTLs bounded by the token's own expiry,
+ * a negative cache for invalid tokens, LRU eviction under an entry and a byte budget, and single
+ * flight: one introspection per token however many requests wait for it. Pure (injected clock, no
+ * I/O), so it is unit-tested without sockets. Used by agent.c. Not thread-safe on its own: a
+ * multi-threaded agent wraps each shard with a lock (the key already spreads tokens evenly). */
+#ifndef PTA_CACHE_H
+#define PTA_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "token.h"
+
+#define CACHE_KEY_LEN 32
+
+struct cache_key {
+    uint8_t b[CACHE_KEY_LEN];
+};
+
+struct cache_config {
+    size_t max_entries;    /* default 100000 */
+    size_t max_bytes;      /* default 256 MiB, counts JWTs, claims and per-entry overhead */
+    uint32_t max_ttl;      /* seconds, default 300 */
+    uint32_t negative_ttl; /* seconds, default 5; 0 disables negative caching */
+    uint32_t exp_skew;     /* seconds subtracted from the token's exp, default 5 */
+    bool honour_no_store;  /* default false: RFC 7662 lets us cache up to exp */
+};
+
+/* Returns the current time in milliseconds since the epoch (tests inject a fake one). */
+typedef int64_t (*cache_clock_fn)(void *ud);
+
+/* A request waiting for an introspection in flight. Owned by the caller; the cache only links it.
+ * done() is called exactly once, from cache_resolve(), with a borrowed token_info (take a ref to
+ * keep it). */
+struct cache_waiter {
+    struct cache_waiter *next;
+    void (*done)(struct cache_waiter *w, struct token_info *ti);
+};
+
+enum cache_lookup {
+    CACHE_HIT,      /* *ti holds a new reference (active or negative entry) */
+    CACHE_LEAD,     /* no entry, nothing in flight: the waiter is queued, the caller introspects */
+    CACHE_JOINED,   /* an introspection is in flight: the waiter is queued */
+};
+
+struct cache_stats {
+    uint64_t hits, negative_hits, misses, coalesced, evictions, expirations, inserts;
+    size_t entries, bytes, flights;
+};
+
+/* hmac_key may be NULL: a random per-process key is drawn. NULL on failure. */
+struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, void *clock_ud,
+                        const uint8_t *hmac_key, size_t hmac_key_len);
+void cache_free(struct cache *c); /* drops entries; queued waiters are NOT called */
+/* Applies new limits (reload); evicts down to the new budget at once. */
+void cache_reconfigure(struct cache *c, const struct cache_config *cfg);
+
+void cache_key_of(const struct cache *c, const char *token, size_t len, struct cache_key *out);
+
+enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struct cache_waiter *w,
+                               struct token_info **ti);
+/* Removes a waiter that no longer wants the answer (its connection closed). Returns true if it was
+ * queued. A flight whose waiters all left still completes and fills the cache. */
+bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waiter *w);
+
+/* Completes the flight for k: stores ti when cacheable (active: TTL = min(max_ttl, exp - now - skew,
+ * max-age); inactive: negative_ttl; IdP errors: never), then calls every waiter's done(). Takes
+ * over the caller's reference to ti. */
+void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti);
+
+void cache_get_stats(const struct cache *c, struct cache_stats *st);
+
+#endif

@@ -1,0 +1,82 @@
+/* The agent's settings: defaults, the config file (key = value, the same names as the long
+ * options), the command line, and validation with precise messages ("file:line: ..."). Pure apart
+ * from reading the files it is given. Used by main.c (start, --check-config, SIGHUP reload). */
+#ifndef PTA_CONFIG_H
+#define PTA_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+#include "introspect.h"
+#include "log.h"
+
+#define CONFIG_ERR_LEN 512
+
+struct config {
+    /* SPOP side */
+    char *listen; /* "127.0.0.1:12345", "[::1]:12345", "unix:/path" */
+    uint32_t max_frame_size;
+    unsigned idle_timeout_ms; /* close SPOP connections idle that long; 0 never */
+    unsigned threads;         /* worker threads, default 1 */
+
+    /* logging */
+    enum log_level log_level;
+    bool syslog;
+    bool access_log; /* one line per decision */
+
+    /* introspection; the strings are owned (strdup) */
+    char *introspection_url;
+    char *accept;
+    char *client_id;
+    char *client_secret_file;
+    char *client_secret; /* loaded by config_finalize(), never set from the command line */
+    enum client_auth client_auth;
+    bool token_type_hint;
+    char *ca_file, *client_cert, *client_key;
+    bool tls_insecure_skip_verify;
+    unsigned introspection_timeout_ms;
+    unsigned connect_timeout_ms;
+    unsigned max_concurrent_introspections;
+    size_t max_response_size;
+
+    /* cache */
+    struct cache_config cache;
+
+    /* daemon */
+    char *metrics_listen; /* NULL: off */
+    unsigned drain_timeout_ms;
+
+    char *config_file; /* where the settings came from, for reload; NULL when none */
+};
+
+void config_defaults(struct config *c);
+void config_free(struct config *c);
+
+/* Sets one option by its long name ("listen", "cache-max-ttl", ...). Returns 0, or -1 with a message
+ * in err ("bad value for cache-max-ttl: ..."). */
+int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Reads a config file: "key = value" or "key value" lines, '#' comments, blank lines. Returns 0 or
+ * -1 with "path:line: message" in err. */
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
+
+enum config_action { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_CHECK };
+
+/* Parses argv: --config FILE is read first, then the other options override it. --help and
+ * --version print and give CONFIG_EXIT_OK; --check-config gives CONFIG_CHECK. Returns -1 with a
+ * message on a bad option or value. */
+int config_parse_args(struct config *c, int argc, char **argv, enum config_action *action,
+                      char *err, size_t errlen);
+
+/* Cross-checks the settings and loads the client secret (client-secret-file, else the
+ * PHANTOM_CLIENT_SECRET environment variable, else $CREDENTIALS_DIRECTORY/client-secret). */
+int config_finalize(struct config *c, char *err, size_t errlen);
+
+/* The introspection settings as introspect.c takes them (borrows c's strings). */
+void config_introspect(const struct config *c, struct introspect_config *out);
+
+void config_print_help(const char *argv0);
+
+#endif

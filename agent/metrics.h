@@ -1,0 +1,41 @@
+/* Counters the agent keeps for operators, and their Prometheus text rendering. The counters are
+ * plain fields of one struct per worker (no globals, no locks on the hot path); the exporter sums
+ * the workers' structs when scraped. Used by agent.c, conn.c and the metrics listener. */
+#ifndef PTA_METRICS_H
+#define PTA_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+
+enum metrics_status { MST_200, MST_400, MST_401, MST_403, MST_500, MST_502, MST_503, MST__COUNT };
+enum metrics_idp { MIDP_ACTIVE, MIDP_INACTIVE, MIDP_ERROR, MIDP_UNAVAIL, MIDP_UNKNOWN, MIDP__COUNT };
+
+#define METRICS_LATENCY_BUCKETS 12
+
+struct metrics {
+    uint64_t decisions[MST__COUNT];
+    uint64_t idp_requests[MIDP__COUNT];
+    uint64_t idp_latency_buckets[METRICS_LATENCY_BUCKETS]; /* cumulative at render time */
+    double idp_latency_sum_s;
+    uint64_t idp_latency_count;
+    uint64_t spop_connections_total, spop_connections_open;
+    uint64_t spop_frames_in, spop_frames_out;
+    uint64_t spop_errors; /* connections ended by a protocol error */
+    uint64_t notify_total, ack_total;
+    uint64_t ack_too_big; /* JWT did not fit the negotiated frame: answered 502 */
+};
+
+/* Upper bounds of the IdP latency histogram, seconds. */
+extern const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS];
+
+void metrics_count_decision(struct metrics *m, int http_status);
+void metrics_observe_idp(struct metrics *m, int outcome /* enum token_outcome */, double latency_ms);
+
+/* Renders Prometheus text format (version 0.0.4) for the summed workers and the cache. Returns a
+ * malloc'd NUL-terminated string, or NULL on ENOMEM. inflight: introspections in flight. */
+char *metrics_render(const struct metrics *const *workers, size_t nworkers,
+                     const struct cache_stats *cs, unsigned inflight);
+
+#endif

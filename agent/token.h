@@ -1,0 +1,52 @@
+/* The result of resolving one access token: the JWT the API receives and the claims the agent
+ * decides with. Immutable once built and reference-counted, so the cache, every waiting request
+ * and (later) several worker threads can share one without copying. Built by idp_response.c. */
+#ifndef PTA_TOKEN_H
+#define PTA_TOKEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the identity server said about the token. The HTTP status the client gets follows. */
+enum token_outcome {
+    TOKEN_ACTIVE,      /* 200: forward the JWT */
+    TOKEN_INACTIVE,    /* 401 invalid_token: unknown, expired or revoked */
+    TOKEN_IDP_ERROR,   /* 502 server_error: IdP 4xx/5xx, unreachable, timeout, unusable answer */
+    TOKEN_IDP_UNAVAIL, /* 503 server_error: IdP said 503 */
+    TOKEN_IDP_UNKNOWN, /* 500 server_error: any other IdP status */
+};
+
+struct token_claims {
+    int64_t exp; /* seconds since the epoch; valid when has_exp */
+    bool has_exp;
+    char *sub;       /* NUL-terminated or NULL */
+    char *client_id; /* NUL-terminated or NULL */
+    char *scope;     /* space-separated, single spaces, no leading/trailing space; or NULL */
+};
+
+struct token_info {
+    int refcnt; /* atomic: see token_ref/token_unref */
+    enum token_outcome outcome;
+    char *jwt; /* NUL-terminated; only for TOKEN_ACTIVE */
+    size_t jwt_len;
+    struct token_claims claims;
+    /* Caching hints from the IdP's HTTP answer. */
+    int64_t max_age; /* Cache-Control max-age in seconds, or -1 when absent */
+    bool no_store;   /* Cache-Control: no-store */
+    const char *reason; /* static text for logs, e.g. "IdP answered 401"; never token data */
+};
+
+/* Allocates an entry with refcnt 1 and the given outcome; jwt and claims empty. NULL on ENOMEM. */
+struct token_info *token_info_new(enum token_outcome outcome, const char *reason);
+struct token_info *token_ref(struct token_info *ti);
+void token_unref(struct token_info *ti); /* frees at zero; NULL is a no-op */
+void token_claims_clear(struct token_claims *c);
+
+/* Bytes the entry holds on the heap, for the cache's byte budget. */
+size_t token_info_size(const struct token_info *ti);
+
+/* HTTP status a request gets for this outcome (200/401/502/503/500). */
+int token_outcome_status(enum token_outcome o);
+
+#endif
