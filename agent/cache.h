@@ -32,24 +32,33 @@ typedef int64_t (*cache_clock_fn)(void *ud);
 
 /* A request waiting for an introspection in flight. Owned by the caller; the cache only links it.
  * done() is called exactly once, from cache_resolve(), with a borrowed token_info (take a ref to
- * keep it). */
+ * keep it; NULL if the resolver passed NULL), unless cache_cancel() removed the waiter first.
+ * done() may free w and may call cache_lookup(), cache_cancel() and cache_resolve() again: by then
+ * the flight is gone and the result (if cacheable) is stored, so a lookup of the same key hits or
+ * leads a new flight. It must not call cache_free(). */
 struct cache_waiter {
     struct cache_waiter *next;
     void (*done)(struct cache_waiter *w, struct token_info *ti);
 };
 
 enum cache_lookup {
-    CACHE_HIT,      /* *ti holds a new reference (active or negative entry) */
-    CACHE_LEAD,     /* no entry, nothing in flight: the waiter is queued, the caller introspects */
-    CACHE_JOINED,   /* an introspection is in flight: the waiter is queued */
+    CACHE_HIT,    /* *ti holds a new reference (active or negative entry) */
+    CACHE_LEAD,   /* no entry, nothing in flight: the waiter is queued, the caller introspects */
+    CACHE_JOINED, /* an introspection is in flight: the waiter is queued */
+    CACHE_NOMEM,  /* no memory for a flight record even after recycling an entry: not queued */
 };
+/* On CACHE_LEAD/JOINED/NOMEM *ti is set to NULL. w must not be NULL. */
 
+/* Counters are cumulative; entries, bytes and flights are current values. hits and negative_hits
+ * are disjoint (an active entry vs a negative one). An LRU victim that had already expired counts
+ * as an expiration, not an eviction. */
 struct cache_stats {
     uint64_t hits, negative_hits, misses, coalesced, evictions, expirations, inserts;
     size_t entries, bytes, flights;
 };
 
-/* hmac_key may be NULL: a random per-process key is drawn. NULL on failure. */
+/* hmac_key may be NULL: a random per-process key is drawn (a non-NULL key must not be empty).
+ * clock may be NULL: CLOCK_REALTIME is used. NULL on failure. */
 struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, void *clock_ud,
                         const uint8_t *hmac_key, size_t hmac_key_len);
 void cache_free(struct cache *c); /* drops entries; queued waiters are NOT called */
@@ -64,11 +73,22 @@ enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struc
  * queued. A flight whose waiters all left still completes and fills the cache. */
 bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waiter *w);
 
-/* Completes the flight for k: stores ti when cacheable (active: TTL = min(max_ttl, exp - now - skew,
- * max-age); inactive: negative_ttl; IdP errors: never), then calls every waiter's done(). Takes
- * over the caller's reference to ti. */
+/* Completes the flight for k: stores ti when cacheable (active: TTL = min(max_ttl, exp - now -
+ * skew, max-age); inactive: negative_ttl; IdP errors: never), then calls every waiter's done().
+ * Takes over the caller's reference to ti. With honour_no_store, an answer marked no-store (active
+ * or inactive) is not stored. ti may be NULL (out of memory): nothing is stored and done() gets
+ * NULL. A resolve for a key with no flight still stores ti (replacing any entry for k). */
 void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti);
 
 void cache_get_stats(const struct cache *c, struct cache_stats *st);
+
+/* Bytes max_bytes counts per entry on top of token_info_size(): the node and its table slot. */
+size_t cache_entry_overhead(void);
+
+/* For tests and audits: calls fn for every block of memory the cache itself owns (the cache, its
+ * table, each entry and flight; not the token_info it references), e.g. to prove that no token
+ * bytes are retained. */
+typedef void (*cache_memory_fn)(const void *p, size_t len, void *ud);
+void cache_visit_memory(const struct cache *c, cache_memory_fn fn, void *ud);
 
 #endif

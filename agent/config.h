@@ -54,8 +54,8 @@ struct config {
 void config_defaults(struct config *c);
 void config_free(struct config *c);
 
-/* Sets one option by its long name ("listen", "cache-max-ttl", ...). Returns 0, or -1 with a message
- * in err ("bad value for cache-max-ttl: ..."). */
+/* Sets one option by its long name ("listen", "cache-max-ttl", ...). Returns 0, or -1 with a
+ * message in err ("bad value for cache-max-ttl: ..."). */
 int config_set(struct config *c, const char *key, const char *value, char *err, size_t errlen);
 
 /* Reads a config file: "key = value" or "key value" lines, '#' comments, blank lines. Returns 0 or
@@ -77,6 +77,14 @@ int config_finalize(struct config *c, char *err, size_t errlen);
 /* The introspection settings as introspect.c takes them (borrows c's strings). */
 void config_introspect(const struct config *c, struct introspect_config *out);
 
+/* Prints every option with its default and a line of explanation to stdout. */
 void config_print_help(const char *argv0);
+/* Prints the agent's version and those of libcurl, libev, jansson and OpenSSL to stdout. */
+void config_print_version(void);
+
+/* The name of the i-th option in --help order, NULL past the last (tests, docs). */
+const char *config_option_name(size_t i);
+/* True when key names a flag: a bare "key" in the file or "--key" on the command line sets it. */
+bool config_option_is_flag(const char *key);
 
 #endif

@@ -12,7 +12,7 @@
 #include "token.h"
 
 #define DECISION_DEFAULT_REALM "api"
-#define DECISION_MAX_REALM 128  /* longer realms fall back to the default */
+#define DECISION_MAX_REALM 128   /* longer realms fall back to the default */
 #define DECISION_MAX_SCOPES 1024 /* longer required-scope arguments are refused (500) */
 
 /* Variable names the agent sets (HAProxy prefixes them: txn.<var-prefix>.<name>). None of them can
@@ -28,9 +28,9 @@
 
 struct decision_input {
     enum bearer_result bearer;
-    unsigned auth_count;           /* Authorization headers seen; more than one is a 400 */
-    const struct token_info *ti;   /* the resolved token when bearer == BEARER_OK, else NULL */
-    const char *required_scopes;   /* space-separated, may be NULL */
+    unsigned auth_count;         /* Authorization headers seen; more than one is a 400 */
+    const struct token_info *ti; /* the resolved token when bearer == BEARER_OK, else NULL */
+    const char *required_scopes; /* space-separated, may be NULL */
     size_t required_scopes_len;
     const char *realm; /* may be NULL: DECISION_DEFAULT_REALM */
     size_t realm_len;
@@ -48,7 +48,22 @@ struct decision {
     const char *cache;                   /* borrowed; may be NULL */
 };
 
-/* Fills *out. Returns 0, or -1 when out of memory (then *out is a bare 500). */
+/* Fills *out. Returns 0, or -1 when out of memory (then *out is a bare 500). Rules, in order:
+ *   auth_count > 1                        -> 400 invalid_request
+ *   BEARER_MISSING / BEARER_NOT_BEARER    -> 401, challenge without an error attribute
+ *   BEARER_MALFORMED                      -> 400 invalid_request
+ *   TOKEN_ACTIVE with exp <= now          -> 401 invalid_token (a cached entry outliving its token)
+ *   TOKEN_ACTIVE, a required scope absent -> 403 insufficient_scope, scope="<required, normalised>"
+ *   TOKEN_ACTIVE                          -> 200 with the JWT
+ *   TOKEN_INACTIVE                        -> 401 invalid_token
+ *   TOKEN_IDP_ERROR / _UNAVAIL / _UNKNOWN -> 502 / 503 / 500 server_error, no challenge
+ * Required scopes are separated by spaces or tabs, matched exactly (case-sensitive) against the
+ * token's scope; absent or blank requires nothing. Longer than DECISION_MAX_SCOPES, or holding a
+ * character outside RFC 6749's NQCHAR, is a configuration error: 500 (checked only once the token
+ * is known active and unexpired). The realm, and the required scopes, are byte ranges (not
+ * NUL-terminated); a realm that is empty, longer than DECISION_MAX_REALM or has a control or
+ * non-ASCII byte is replaced by the default, '"' and '\' are escaped. sub, client_id and scope are
+ * set whenever the token resolved active (200, 403, expired 401), the JWT only on 200. */
 int decide(const struct decision_input *in, struct decision *out);
 void decision_clear(struct decision *d);
 

@@ -8,13 +8,24 @@
 
 #include "token.h"
 
+/* Longer JWTs are refused: one must fit an SPOE ACK frame and an HTTP header anyway. */
+#define JWT_MAX_LEN (64 * 1024)
+/* The largest exp accepted: 9999-12-31T23:59:59Z. Larger values are refused as absurd. */
+#define JWT_MAX_EXP INT64_C(253402300799)
+
 /* Decodes base64url without padding (padding also tolerated). Returns the decoded length, or -1
  * on a bad character or impossible length. out must hold at least (len * 3) / 4 + 3 bytes. */
 long b64url_decode(const char *in, size_t len, uint8_t *out);
 
-/* Checks that jwt is a compact JWS (three non-empty base64url parts for header and payload, a
- * base64url signature, header and payload decode to JSON objects) and reads exp, scope (string or
- * array of strings), sub and client_id into *c. Returns 0, or -1 with *why set (static text). */
+/* Checks that jwt is a compact JWS (exactly three dot-separated base64url parts, none empty, the
+ * signature too; header and payload decode to JSON objects) and reads exp, scope (string or
+ * array of strings), sub and client_id into *c. Returns 0, or -1 with *why set (static text).
+ * *c is overwritten on entry (not freed) and left empty on failure; on success the caller owns its
+ * strings (token_claims_clear). Absent or null claims stay NULL / has_exp false. A claim with the
+ * wrong type (exp not a number, negative or above JWT_MAX_EXP; sub, client_id not strings; scope
+ * neither a string nor an array of strings) or with a control character fails the whole JWT.
+ * scope is normalised: single spaces, no leading/trailing space, NULL when empty. why may be NULL.
+ */
 int jwt_parse_claims(const char *jwt, size_t len, struct token_claims *c, const char **why);
 
 #endif

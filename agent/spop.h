@@ -8,12 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SPOP_LEN_PREFIX 4             /* the 4-byte big-endian length before every frame */
-#define SPOP_MIN_FRAME_SIZE 256       /* the spec's floor for max-frame-size */
-#define SPOP_DEFAULT_MAX_FRAME 16380u /* HAProxy's own default: tune.bufsize (16384) - 4 */
+#define SPOP_LEN_PREFIX 4               /* the 4-byte big-endian length before every frame */
+#define SPOP_MIN_FRAME_SIZE 256         /* the spec's floor for max-frame-size */
+#define SPOP_DEFAULT_MAX_FRAME 16380u   /* HAProxy's own default: tune.bufsize (16384) - 4 */
 #define SPOP_MAX_FRAME_LIMIT (1u << 20) /* our ceiling for --max-frame-size */
-#define SPOP_MAX_MSG_ARGS 32          /* args per message we accept; NB-ARGS is one byte */
-#define SPOP_VARINT_MAX 10            /* bytes of the longest valid varint (2^64 - 1) */
+#define SPOP_MAX_MSG_ARGS 32            /* args per message we accept; NB-ARGS is one byte */
+#define SPOP_VARINT_MAX 10              /* bytes of the longest valid varint (2^64 - 1) */
 
 enum spop_frame_type {
     SPOP_FRM_UNSET = 0,
@@ -151,22 +151,28 @@ int spop_varint_decode(struct spop_reader *r, uint64_t *out);
 const char *spop_status_str(int status);
 
 /* Looks at the bytes received so far. Returns 1 and sets *frame_len (the length after the prefix)
- * when a whole frame is present, 0 when more bytes are needed, or -SPOP_ST_TOO_BIG when the announced
- * length exceeds max_frame (or -SPOP_ST_INVALID when it is zero). */
+ * when a whole frame is present, 0 when more bytes are needed, or -SPOP_ST_TOO_BIG when the
+ * announced length exceeds max_frame (or -SPOP_ST_INVALID when it is zero). */
 int spop_frame_complete(const uint8_t *buf, size_t avail, uint32_t max_frame, uint32_t *frame_len);
 
 /* Decodes a frame's header (buf excludes the length prefix). Returns 0 or -SPOP_ST_INVALID. */
 int spop_frame_decode(const uint8_t *buf, size_t len, struct spop_frame *f);
 
-/* Reads one typed value. Returns 0 or -SPOP_ST_INVALID (truncated, unknown type, bad length). */
+/* Reads one typed value. Returns 0 or -SPOP_ST_INVALID (truncated, unknown type, bad length, or an
+ * INT32/UINT32 whose value does not fit its width). Negative integers are the varint of their
+ * 64-bit two's complement, as HAProxy sends them. */
 int spop_value_decode(struct spop_reader *r, struct spop_value *v);
 /* Reads a raw length-prefixed string (KV names, message names). */
 int spop_str_decode(struct spop_reader *r, struct spop_str *s);
 
 /* HAPROXY-HELLO payload. Returns 0, -SPOP_ST_INVALID, -SPOP_ST_NO_VSN, -SPOP_ST_NO_FRAME_SIZE or
- * -SPOP_ST_NO_CAP (an empty capabilities string is present, not missing). */
+ * -SPOP_ST_NO_CAP (an empty capabilities string is present, not missing). A key whose value has
+ * the wrong type counts as missing. max-frame-size may be any integer type (HAProxy 2.6 sends
+ * UINT32); a negative value or one above UINT32_MAX gives -SPOP_ST_BAD_FRAME_SIZE. Checking it
+ * against SPOP_MIN_FRAME_SIZE and the version/capabilities contents is the caller's job. */
 int spop_hello_decode(const uint8_t *payload, size_t len, struct spop_hello *h);
-/* HAPROXY-DISCONNECT payload. Returns 0 or -SPOP_ST_INVALID. */
+/* HAPROXY-DISCONNECT payload. Returns 0 or -SPOP_ST_INVALID (malformed KV-list). Absent keys are
+ * tolerated: status defaults to SPOP_ST_UNKNOWN, message to "". */
 int spop_disconnect_decode(const uint8_t *payload, size_t len, struct spop_disconnect *d);
 
 /* True when a comma-separated list (spaces ignored) names a 2.x version ("2.0", " 2.0 , 1.0"). */
@@ -184,23 +190,27 @@ const struct spop_value *spop_message_arg(const struct spop_message *m, const ch
 /* ---- encoding ---- */
 
 void spop_writer_init(struct spop_writer *w, uint8_t *buf, size_t cap);
-/* Starts a frame at the writer's position: reserves the length prefix, writes type, flags and ids. */
+/* Starts a frame at the writer's position: reserves the length prefix, writes type, flags and ids.
+ */
 void spop_frame_begin(struct spop_writer *w, uint8_t type, uint32_t flags, uint64_t stream_id,
                       uint64_t frame_id);
-/* Patches the length prefix. Returns 0, or -1 on overflow or when the frame exceeds max_frame. */
+/* Patches the length prefix. Returns 0, or -1 on overflow or when the frame exceeds max_frame;
+ * on failure the partial frame is dropped (len goes back to frame_start, overflow stays set). */
 int spop_frame_end(struct spop_writer *w, uint32_t max_frame);
 
 void spop_put_u8(struct spop_writer *w, uint8_t v);
 void spop_put_varint(struct spop_writer *w, uint64_t v);
-void spop_put_str(struct spop_writer *w, const void *s, size_t len); /* raw: length + bytes */
-void spop_put_value(struct spop_writer *w, const struct spop_value *v);
+void spop_put_str(struct spop_writer *w, const void *s, size_t len);    /* raw: length + bytes */
+void spop_put_value(struct spop_writer *w, const struct spop_value *v); /* bad type: overflow */
 void spop_put_kv_str(struct spop_writer *w, const char *name, const char *s, size_t len);
 void spop_put_kv_uint32(struct spop_writer *w, const char *name, uint32_t v);
 void spop_put_set_var(struct spop_writer *w, enum spop_scope scope, const char *name,
                       const struct spop_value *v);
 void spop_put_unset_var(struct spop_writer *w, enum spop_scope scope, const char *name);
 
-/* Whole frames, prefix included. Return the bytes written, or 0 when buf is too small. */
+/* Whole frames, prefix included. Return the bytes written, or 0 when buf is too small. The
+ * AGENT-HELLO must itself fit max_frame_size (capabilities NULL means ""); the DISCONNECT message
+ * is truncated so that the frame fits SPOP_MIN_FRAME_SIZE, which any peer accepts. */
 size_t spop_encode_agent_hello(uint8_t *buf, size_t cap, uint32_t max_frame_size,
                                const char *capabilities);
 size_t spop_encode_agent_disconnect(uint8_t *buf, size_t cap, uint32_t status, const char *message);

@@ -1,0 +1,467 @@
+/* The worker: glue between SPOP connections, the token cache and the introspection client.
+ * A NOTIFY is answered at once when the credentials are unusable or the token is cached; otherwise
+ * it becomes a pending request queued on the token's flight and is answered when the flight ends.
+ * The flight belongs to the cache, not to the connection that started it, so a connection that
+ * goes away never strands the other requests waiting for the same token. */
+#include "agent.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bearer.h"
+#include "conn.h"
+#include "decision.h"
+#include "listener.h"
+#include "log.h"
+
+/* A NOTIFY waiting for an introspection. The waiter must stay the first member. */
+struct pending {
+    struct cache_waiter waiter;
+    struct agent *agent;
+    struct conn *conn;
+    struct pending *prev, *next; /* the connection's list */
+    uint64_t stream_id, frame_id;
+    struct cache_key key;
+    unsigned auth_count;
+    const char *cache_tag; /* "miss" for the request that started the flight, else "coalesced" */
+    char token_id[13];
+    char *scopes, *realm; /* owned copies of the message arguments */
+    size_t scopes_len, realm_len;
+};
+
+/* One introspection in flight, owned by the introspector callback. */
+struct flight {
+    struct agent *agent;
+    struct cache_key key;
+    char token_id[13];
+};
+
+/* The arguments of the message, borrowed from the frame. */
+struct request {
+    const struct spop_value *auth;
+    unsigned auth_count;
+    struct spop_str scopes, realm;
+};
+
+static int64_t now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec;
+}
+
+/* ---- answering ---- */
+
+static void access_log(const struct conn *c, const struct decision *d, const char *token_id)
+{
+    if (!c->agent->cfg->access_log)
+        return;
+    log_info("decision token=%s status=%d error=%s cache=%s sub=%s", token_id ? token_id : "-",
+             d->status, d->error ? d->error : "-", d->cache ? d->cache : "-",
+             d->sub ? d->sub : "-");
+}
+
+/* Writes the ACK; a JWT that cannot fit the negotiated frame is answered 502 rather than cut. */
+static void send_ack(struct conn *c, uint64_t sid, uint64_t fid, struct decision *d)
+{
+    struct spop_writer w;
+    conn_begin(c, &w);
+    spop_frame_begin(&w, SPOP_FRM_ACK, SPOP_FLAG_FIN, sid, fid);
+    decision_put_actions(&w, d);
+    if (spop_frame_end(&w, c->max_frame) == 0 && conn_commit(c, &w) == 0)
+        return;
+
+    c->agent->metrics.ack_too_big++;
+    log_error("spop %s: the JWT (%zu bytes) does not fit the negotiated max-frame-size %u: "
+              "answering 502; raise HAProxy's tune.bufsize and the agent's --max-frame-size",
+              c->peer, d->jwt_len, c->max_frame);
+    struct decision fallback = {.status = 502, .error = "server_error", .cache = d->cache};
+    conn_begin(c, &w);
+    spop_frame_begin(&w, SPOP_FRM_ACK, SPOP_FLAG_FIN, sid, fid);
+    decision_put_actions(&w, &fallback);
+    if (spop_frame_end(&w, c->max_frame) < 0 || conn_commit(c, &w) < 0)
+        conn_disconnect(c, SPOP_ST_RES, "cannot queue an ACK");
+    d->status = 502;
+}
+
+static void answer(struct conn *c, uint64_t sid, uint64_t fid, const struct decision_input *in,
+                   const char *token_id)
+{
+    struct decision d;
+    decide(in, &d);
+    send_ack(c, sid, fid, &d);
+    c->agent->metrics.ack_total++;
+    metrics_count_decision(&c->agent->metrics, d.status);
+    access_log(c, &d, token_id);
+    decision_clear(&d);
+}
+
+/* ---- pending requests ---- */
+
+static void pending_unlink(struct pending *p)
+{
+    struct conn *c = p->conn;
+    if (!c)
+        return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        c->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    p->conn = NULL;
+    c->npending--;
+    if (c->npending == 0)
+        agent_conn_idle(c->agent, c);
+}
+
+static void pending_link(struct pending *p, struct conn *c)
+{
+    p->conn = c;
+    p->prev = NULL;
+    p->next = c->pending;
+    if (c->pending)
+        c->pending->prev = p;
+    c->pending = p;
+    c->npending++;
+}
+
+static void pending_free(struct pending *p)
+{
+    free(p->scopes);
+    free(p->realm);
+    free(p);
+}
+
+static void pending_done(struct cache_waiter *w, struct token_info *ti)
+{
+    struct pending *p = (struct pending *)w;
+    struct conn *c = p->conn;
+    if (c && conn_is_open(c)) {
+        struct decision_input in = {
+            .bearer = BEARER_OK,
+            .auth_count = p->auth_count,
+            .ti = ti,
+            .required_scopes = p->scopes,
+            .required_scopes_len = p->scopes_len,
+            .realm = p->realm,
+            .realm_len = p->realm_len,
+            .now = now_seconds(),
+            .cache = p->cache_tag,
+        };
+        answer(c, p->stream_id, p->frame_id, &in, p->token_id);
+    }
+    pending_unlink(p);
+    pending_free(p);
+}
+
+static struct pending *pending_take(struct agent *a)
+{
+    struct pending *p = a->spare;
+    a->spare = NULL;
+    if (!p)
+        p = calloc(1, sizeof(*p));
+    if (p) {
+        memset(p, 0, sizeof(*p));
+        p->agent = a;
+        p->waiter.done = pending_done;
+    }
+    return p;
+}
+
+static char *dup_str(struct spop_str s)
+{
+    char *d = malloc(s.len + 1);
+    if (d) {
+        memcpy(d, s.ptr, s.len);
+        d[s.len] = '\0';
+    }
+    return d;
+}
+
+/* Copies what the pending request needs once the frame buffer is reused. */
+static int pending_keep_args(struct pending *p, const struct request *r)
+{
+    if (r->scopes.len && !(p->scopes = dup_str(r->scopes)))
+        return -1;
+    if (r->realm.len && !(p->realm = dup_str(r->realm)))
+        return -1;
+    p->scopes_len = r->scopes.len;
+    p->realm_len = r->realm.len;
+    return 0;
+}
+
+/* ---- introspection ---- */
+
+static void on_introspected(void *ud, struct token_info *ti, double latency_ms)
+{
+    struct flight *fl = ud;
+    struct agent *a = fl->agent;
+    metrics_observe_idp(&a->metrics, ti->outcome, latency_ms);
+    log_debug("introspection token=%s outcome=%d (%s) in %.1f ms", fl->token_id, ti->outcome,
+              ti->reason ? ti->reason : "-", latency_ms);
+    cache_resolve(a->cache, &fl->key, ti);
+    free(fl);
+}
+
+static void start_flight(struct agent *a, const struct cache_key *k, const char *tok, size_t len,
+                         const char *token_id)
+{
+    struct flight *fl = malloc(sizeof(*fl));
+    if (fl) {
+        fl->agent = a;
+        fl->key = *k;
+        memcpy(fl->token_id, token_id, sizeof(fl->token_id));
+    }
+    if (fl && introspector_start(a->idp, tok, len, on_introspected, fl) == 0)
+        return;
+    free(fl);
+    log_error("cannot start an introspection: out of memory");
+    cache_resolve(a->cache, k, token_info_new(TOKEN_IDP_ERROR, "out of memory"));
+}
+
+/* ---- NOTIFY ---- */
+
+static struct spop_str arg_str(const struct spop_message *m, const char *name)
+{
+    const struct spop_value *v = spop_message_arg(m, name);
+    struct spop_str none = {NULL, 0};
+    if (!v || (v->type != SPOP_DATA_STR && v->type != SPOP_DATA_BIN))
+        return none;
+    return v->u.s;
+}
+
+static unsigned arg_uint(const struct spop_message *m, const char *name)
+{
+    const struct spop_value *v = spop_message_arg(m, name);
+    if (!v)
+        return 0;
+    if (v->type == SPOP_DATA_INT32 || v->type == SPOP_DATA_INT64)
+        return v->u.i < 0 ? 0 : (v->u.i > 1000 ? 1000 : (unsigned)v->u.i);
+    if (v->type == SPOP_DATA_UINT32 || v->type == SPOP_DATA_UINT64)
+        return v->u.u > 1000 ? 1000 : (unsigned)v->u.u;
+    return 0;
+}
+
+static void request_from_message(const struct spop_message *m, struct request *r)
+{
+    r->auth = spop_message_arg(m, "authorization");
+    r->auth_count = arg_uint(m, "auth_count");
+    r->scopes = arg_str(m, "scopes");
+    r->realm = arg_str(m, "realm");
+}
+
+static enum bearer_result parse_credentials(const struct request *r, const char **tok,
+                                            size_t *len)
+{
+    const struct spop_value *v = r->auth;
+    if (!v || (v->type != SPOP_DATA_STR && v->type != SPOP_DATA_BIN))
+        return bearer_parse(NULL, 0, tok, len);
+    return bearer_parse((const char *)v->u.s.ptr, v->u.s.len, tok, len);
+}
+
+static void fill_input(struct decision_input *in, const struct request *r, enum bearer_result b)
+{
+    memset(in, 0, sizeof(*in));
+    in->bearer = b;
+    in->auth_count = r->auth_count;
+    in->required_scopes = (const char *)r->scopes.ptr;
+    in->required_scopes_len = r->scopes.len;
+    in->realm = (const char *)r->realm.ptr;
+    in->realm_len = r->realm.len;
+    in->now = now_seconds();
+}
+
+static void handle_token(struct agent *a, struct conn *c, const struct spop_frame *f,
+                         const struct request *r, struct decision_input *in, const char *tok,
+                         size_t len)
+{
+    char token_id[13];
+    log_token_id(tok, len, token_id);
+    struct pending *p = pending_take(a);
+    if (!p || pending_keep_args(p, r) < 0) {
+        if (p)
+            pending_free(p);
+        struct token_info *err = token_info_new(TOKEN_IDP_ERROR, "out of memory");
+        in->ti = err;
+        answer(c, f->stream_id, f->frame_id, in, token_id);
+        token_unref(err);
+        return;
+    }
+    cache_key_of(a->cache, tok, len, &p->key);
+    struct token_info *ti = NULL;
+    enum cache_lookup found = cache_lookup(a->cache, &p->key, &p->waiter, &ti);
+    switch (found) {
+    case CACHE_NOMEM:
+        in->ti = token_info_new(TOKEN_IDP_ERROR, "out of memory");
+        answer(c, f->stream_id, f->frame_id, in, token_id);
+        token_unref((struct token_info *)in->ti);
+        pending_free(p);
+        return;
+    case CACHE_HIT:
+        in->ti = ti;
+        in->cache = ti->outcome == TOKEN_ACTIVE ? "hit" : "negative";
+        answer(c, f->stream_id, f->frame_id, in, token_id);
+        token_unref(ti);
+        free(p->scopes);
+        free(p->realm);
+        a->spare = p; /* reused by the next request: a hit allocates nothing */
+        return;
+    case CACHE_LEAD:
+        p->cache_tag = "miss";
+        break;
+    case CACHE_JOINED:
+        p->cache_tag = "coalesced";
+        break;
+    }
+    /* Queued on the token's flight: answered from pending_done(). Linked before the flight starts
+     * because a flight that cannot start resolves at once. */
+    p->stream_id = f->stream_id;
+    p->frame_id = f->frame_id;
+    p->auth_count = r->auth_count;
+    memcpy(p->token_id, token_id, sizeof(token_id));
+    struct cache_key key = p->key; /* p may be gone once the flight resolves */
+    pending_link(p, c);
+    if (found == CACHE_LEAD)
+        start_flight(a, &key, tok, len, token_id);
+}
+
+void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f)
+{
+    struct spop_reader rd = {f->payload, f->payload + f->payload_len};
+    struct spop_message m;
+    a->metrics.notify_total++;
+    int rc = spop_notify_next(&rd, &m);
+    if (rc < 0) {
+        conn_disconnect(c, -rc, "malformed NOTIFY");
+        return;
+    }
+    if (rc == 0) {
+        /* HAProxy 3.1+ sends NOTIFYs without messages; an ACK must still carry an action (3.1.0
+         * ignores an empty one and the stream hangs): unsetting status decides nothing. */
+        struct spop_writer w;
+        conn_begin(c, &w);
+        spop_frame_begin(&w, SPOP_FRM_ACK, SPOP_FLAG_FIN, f->stream_id, f->frame_id);
+        spop_put_unset_var(&w, SPOP_SCOPE_TXN, VAR_STATUS);
+        if (spop_frame_end(&w, c->max_frame) < 0 || conn_commit(c, &w) < 0)
+            conn_disconnect(c, SPOP_ST_RES, "cannot queue an ACK");
+        else
+            a->metrics.ack_total++;
+        return;
+    }
+
+    struct request r;
+    struct decision_input in;
+    const char *tok = NULL;
+    size_t len = 0;
+    request_from_message(&m, &r);
+    enum bearer_result b = parse_credentials(&r, &tok, &len);
+    fill_input(&in, &r, b);
+    if (b != BEARER_OK || r.auth_count > 1) {
+        answer(c, f->stream_id, f->frame_id, &in, NULL);
+        return;
+    }
+    handle_token(a, c, f, &r, &in, tok, len);
+}
+
+/* ---- connections and lifecycle ---- */
+
+void agent_conn_added(struct agent *a, struct conn *c)
+{
+    c->next = a->conns;
+    c->prev = NULL;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    a->nconns++;
+    a->metrics.spop_connections_total++;
+    a->metrics.spop_connections_open++;
+}
+
+void agent_conn_removed(struct agent *a, struct conn *c)
+{
+    while (c->pending) {
+        struct pending *p = c->pending;
+        pending_unlink(p);
+        /* Still queued on its flight: take it out. Otherwise the flight is resolving right now
+         * and will call pending_done(), which finds no connection and frees it. */
+        if (cache_cancel(a->cache, &p->key, &p->waiter))
+            pending_free(p);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    a->nconns--;
+    a->metrics.spop_connections_open--;
+}
+
+void agent_conn_idle(struct agent *a, struct conn *c)
+{
+    if (a->draining && conn_is_open(c))
+        conn_disconnect(c, SPOP_ST_NORMAL, "agent shutting down");
+}
+
+int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg,
+               struct cache *cache)
+{
+    memset(a, 0, sizeof(*a));
+    a->loop = loop;
+    a->cfg = cfg;
+    a->cache = cache;
+    struct introspect_config ic;
+    config_introspect(cfg, &ic);
+    a->idp = introspector_new(loop, &ic);
+    if (!a->idp)
+        return -1;
+    char err[256];
+    a->listener = listener_new(a, cfg->listen, err, sizeof(err));
+    if (!a->listener) {
+        log_error("cannot listen on %s: %s", cfg->listen, err);
+        introspector_free(a->idp);
+        return -1;
+    }
+    return 0;
+}
+
+int agent_reconfigure(struct agent *a, const struct config *cfg)
+{
+    struct introspect_config ic;
+    config_introspect(cfg, &ic);
+    if (introspector_reconfigure(a->idp, &ic) < 0)
+        return -1;
+    a->cfg = cfg;
+    return 0;
+}
+
+void agent_drain(struct agent *a)
+{
+    a->draining = true;
+    listener_stop(a->listener);
+    for (struct conn *c = a->conns; c; c = c->next)
+        if (c->npending == 0)
+            agent_conn_idle(a, c);
+}
+
+bool agent_drained(const struct agent *a)
+{
+    return a->nconns == 0;
+}
+
+void agent_fini(struct agent *a)
+{
+    while (a->conns)
+        conn_destroy(a->conns);
+    if (a->listener)
+        listener_free(a->listener);
+    if (a->idp)
+        introspector_free(a->idp); /* resolves the flights left; nobody waits on them now */
+    free(a->spare);
+    a->listener = NULL;
+    a->idp = NULL;
+    a->spare = NULL;
+}

@@ -1,0 +1,559 @@
+/* The token cache: see cache.h for the contract.
+ *
+ * Layout. One chained hash table of nodes keyed by the 32-byte HMAC, plus an intrusive
+ * doubly-linked LRU list through the cached entries. A node is either a cached entry (ti != NULL,
+ * on the LRU list) or a flight (ti == NULL, holding the queue of waiting requests instead of LRU
+ * links). Keeping flights in the same table means one probe decides HIT / JOINED / LEAD on the hot
+ * path, and the flight of a key and its entry can never both exist (a flight is only created on a
+ * miss, and resolve removes it before it stores).
+ *
+ * Why chaining rather than open addressing: entries come and go all the time (LRU eviction, TTL
+ * expiry, replacement), and chaining deletes in O(1) without tombstones or backward shifts, node
+ * addresses stay stable for the LRU links, and the load factor never degrades probe sequences. The
+ * key is already a uniformly distributed MAC, so its first 8 bytes are the hash (no mixing). The
+ * bucket array is sized once, at cache_new()/cache_reconfigure(), to the power of two at or above
+ * the most entries the budgets allow (max_entries, and max_bytes divided by the smallest possible
+ * entry), so the load factor stays <= 1 and nothing is rehashed on the hot path. calloc() of a big
+ * array is served by mmap(), so untouched buckets cost no RSS.
+ *
+ * Memory per entry (x86-64; glibc malloc rounds each block up to 16 and adds 8..16 bytes):
+ *   struct cache_node        80 bytes (key 32, chain 8, LRU/waiters 16, ti 8, expiry 8, cost 8),
+ *                            a 96-byte malloc chunk
+ *   bucket slot               8 bytes (load factor <= 1)
+ *   struct token_info        88 bytes, plus the JWT and claim strings (token_info_size())
+ * cache_entry_overhead() (node + slot = 88) plus token_info_size() is what max_bytes counts. With
+ * a 1 KiB JWT and three short claims bench_cache counts 1252 bytes per entry and measures 1353 in
+ * RSS at 1 M entries: the ~8% gap is malloc's per-block overhead on the six blocks of an entry.
+ *
+ * Threads (later). All state lives in struct cache, so a multi-threaded agent can run N shards (a
+ * power of two), each a struct cache with 1/N of the budgets and its own mutex, choosing the shard
+ * with the key's LAST byte (the bucket index uses the first bytes, so the two stay independent).
+ * cache_resolve() already detaches the waiters and removes the flight before calling any done(),
+ * so the sharded version takes the lock for the table work and calls done() after unlocking;
+ * waiters that belong to another worker's event loop are handed over (ev_async) by the caller.
+ * token_info's refcount is atomic, so a HIT reference can leave the lock safely. */
+#include "cache.h"
+
+#include <openssl/evp.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HMAC_KEY_MAX 64 /* SHA-256 block size: longer keys are hashed first, as HMAC does */
+#define MIN_BUCKETS 16
+#define MAX_BUCKETS ((size_t)1 << 27) /* 1 GiB of slots; beyond that chains grow, still correct */
+#define MS_PER_S 1000
+
+struct lru_link {
+    struct lru_link *prev, *next;
+};
+
+struct cache_node {
+    struct cache_key key;
+    struct cache_node *chain; /* next node in the same bucket */
+    union {
+        struct lru_link lru; /* entry: position in the LRU list */
+        struct {
+            struct cache_waiter *head, *tail; /* flight: FIFO of waiters */
+        } wq;
+    } u;
+    struct token_info *ti; /* entry: the cache's reference; NULL for a flight */
+    int64_t expires_ms;    /* entry: gone when the clock reaches it */
+    size_t cost;           /* entry: bytes counted in c->bytes */
+};
+
+/* The waiters of a flight being completed by cache_resolve(). Kept reachable from the cache so that
+ * a done() callback can still cancel a later waiter of the same flight (it is then not called). A
+ * stack, because done() may resolve another key. */
+struct dispatch {
+    struct cache_key key;
+    struct cache_waiter *head;
+    struct dispatch *outer;
+};
+
+struct cache {
+    struct cache_config cfg;
+    cache_clock_fn clock;
+    void *clock_ud;
+    uint8_t hmac_key[HMAC_KEY_MAX];
+    size_t hmac_key_len;
+    EVP_MAC_CTX *mac; /* keyed once; duplicated per key derivation so that it is never mutated */
+    struct cache_node **buckets;
+    size_t nbuckets;     /* a power of two */
+    struct lru_link lru; /* sentinel: next is the most recently used entry */
+    struct dispatch *dispatching;
+    struct cache_stats st;
+};
+
+size_t cache_entry_overhead(void)
+{
+    return sizeof(struct cache_node) + sizeof(struct cache_node *);
+}
+
+/* ---- time and TTLs ---- */
+
+static int64_t real_clock_ms(void *ud)
+{
+    struct timespec ts;
+    (void)ud;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * MS_PER_S + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ms(const struct cache *c)
+{
+    return c->clock(c->clock_ud);
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* exp comes from the IdP's JSON and may be absurd: clamp it so the ms arithmetic cannot overflow
+ * (UBSan would rightly abort) while keeping any realistic date exact. */
+static int64_t exp_deadline_ms(int64_t exp, uint32_t skew)
+{
+    const int64_t lim = INT64_MAX / (4 * MS_PER_S);
+    if (exp > lim)
+        exp = lim;
+    if (exp < -lim)
+        exp = -lim;
+    return (exp - (int64_t)skew) * MS_PER_S;
+}
+
+/* How long ti may be served from the cache, in ms; <= 0 means do not store it. */
+static int64_t ttl_ms(const struct cache *c, const struct token_info *ti, int64_t now)
+{
+    int64_t ttl;
+    if (c->cfg.honour_no_store && ti->no_store)
+        return 0;
+    if (ti->outcome == TOKEN_INACTIVE)
+        return (int64_t)c->cfg.negative_ttl * MS_PER_S;
+    if (ti->outcome != TOKEN_ACTIVE)
+        return 0; /* IdP trouble is transient: the next request must ask again */
+    ttl = (int64_t)c->cfg.max_ttl * MS_PER_S;
+    if (ti->claims.has_exp)
+        ttl = min64(ttl, exp_deadline_ms(ti->claims.exp, c->cfg.exp_skew) - now);
+    if (ti->max_age >= 0)
+        ttl = min64(ttl, min64(ti->max_age, INT64_MAX / (4 * MS_PER_S)) * MS_PER_S);
+    return ttl;
+}
+
+/* ---- hash table ---- */
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t p = MIN_BUCKETS;
+    while (p < n && p < MAX_BUCKETS)
+        p <<= 1;
+    return p;
+}
+
+/* The most entries the budgets can hold: every entry costs at least a node, a slot and a
+ * token_info, so max_bytes bounds the count too (and keeps "max_entries = huge" from allocating a
+ * huge table). */
+static size_t buckets_for(const struct cache_config *cfg)
+{
+    size_t by_bytes = cfg->max_bytes / (cache_entry_overhead() + sizeof(struct token_info));
+    return pow2_at_least(cfg->max_entries < by_bytes ? cfg->max_entries : by_bytes);
+}
+
+static size_t bucket_index(const struct cache_key *k, size_t nbuckets)
+{
+    uint64_t h;
+    memcpy(&h, k->b, sizeof(h));
+    return (size_t)(h & (nbuckets - 1));
+}
+
+/* Returns the link that points at k's node, or at the NULL ending its chain: the caller can then
+ * read, unlink or insert in O(1). */
+static struct cache_node **table_slot(const struct cache *c, const struct cache_key *k)
+{
+    struct cache_node **p = &c->buckets[bucket_index(k, c->nbuckets)];
+    while (*p && memcmp((*p)->key.b, k->b, CACHE_KEY_LEN) != 0)
+        p = &(*p)->chain;
+    return p;
+}
+
+static void table_unlink(struct cache *c, struct cache_node *n)
+{
+    struct cache_node **p = table_slot(c, &n->key);
+    *p = n->chain;
+}
+
+/* Moves every node to a table of nb buckets. Only at (re)configuration; on ENOMEM the old table
+ * stays, which is still correct, just with longer chains. */
+static void table_resize(struct cache *c, size_t nb)
+{
+    struct cache_node **nt;
+    if (nb == c->nbuckets)
+        return;
+    nt = calloc(nb, sizeof(*nt));
+    if (!nt)
+        return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        struct cache_node *n = c->buckets[i], *next;
+        for (; n; n = next) {
+            size_t j = bucket_index(&n->key, nb);
+            next = n->chain;
+            n->chain = nt[j];
+            nt[j] = n;
+        }
+    }
+    free(c->buckets);
+    c->buckets = nt;
+    c->nbuckets = nb;
+}
+
+/* ---- LRU ---- */
+
+static struct cache_node *node_of_lru(struct lru_link *l)
+{
+    return (struct cache_node *)((char *)l - offsetof(struct cache_node, u.lru));
+}
+
+static void lru_unlink(struct lru_link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+}
+
+static void lru_push_front(struct cache *c, struct lru_link *l)
+{
+    l->prev = &c->lru;
+    l->next = c->lru.next;
+    c->lru.next->prev = l;
+    c->lru.next = l;
+}
+
+/* ---- entries ---- */
+
+static void entry_drop(struct cache *c, struct cache_node *n)
+{
+    table_unlink(c, n);
+    lru_unlink(&n->u.lru);
+    c->st.entries--;
+    c->st.bytes -= n->cost;
+    token_unref(n->ti);
+    free(n);
+}
+
+/* Drops least recently used entries until the budgets hold `entries` and `bytes`. A victim that
+ * has already expired is counted as an expiration, not as an eviction: the budget did not cost
+ * it anything. */
+static void evict_down_to(struct cache *c, size_t entries, size_t bytes, int64_t now)
+{
+    while (c->st.entries > 0 && (c->st.entries > entries || c->st.bytes > bytes)) {
+        struct cache_node *victim = node_of_lru(c->lru.prev);
+        if (victim->expires_ms <= now)
+            c->st.expirations++;
+        else
+            c->st.evictions++;
+        entry_drop(c, victim);
+    }
+}
+
+/* Stores ti under k for ttl ms, replacing any entry already there. Takes a new reference. */
+static void entry_store(struct cache *c, const struct cache_key *k, struct token_info *ti,
+                        int64_t now, int64_t ttl)
+{
+    size_t cost = token_info_size(ti) + cache_entry_overhead();
+    struct cache_node **slot, *n;
+    if (c->cfg.max_entries == 0 || cost > c->cfg.max_bytes)
+        return; /* would flush the whole cache and still not fit */
+    slot = table_slot(c, k);
+    if (*slot)
+        entry_drop(c, *slot); /* a resolve without a flight, for a key that is cached */
+    evict_down_to(c, c->cfg.max_entries - 1, c->cfg.max_bytes - cost, now);
+    n = malloc(sizeof(*n));
+    if (!n)
+        return; /* a cache may forget */
+    n->key = *k;
+    n->ti = token_ref(ti);
+    n->expires_ms = now + ttl;
+    n->cost = cost;
+    slot = table_slot(c, k); /* evictions may have unlinked the node the old slot pointed into */
+    n->chain = NULL;
+    *slot = n;
+    lru_push_front(c, &n->u.lru);
+    c->st.entries++;
+    c->st.bytes += cost;
+    c->st.inserts++;
+}
+
+/* ---- flights ---- */
+
+static void waiter_append(struct cache_node *f, struct cache_waiter *w)
+{
+    w->next = NULL;
+    if (f->u.wq.tail)
+        f->u.wq.tail->next = w;
+    else
+        f->u.wq.head = w;
+    f->u.wq.tail = w;
+}
+
+/* Allocates a flight node; under memory pressure recycles the least recently used entry, because
+ * a request that cannot wait for an introspection is worse than a cache that forgets one token. */
+static struct cache_node *flight_alloc(struct cache *c, int64_t now)
+{
+    struct cache_node *n = malloc(sizeof(*n));
+    if (!n && c->st.entries > 0) {
+        evict_down_to(c, c->st.entries - 1, c->st.bytes, now);
+        n = malloc(sizeof(*n));
+    }
+    return n;
+}
+
+static enum cache_lookup flight_start(struct cache *c, const struct cache_key *k,
+                                      struct cache_waiter *w, int64_t now)
+{
+    struct cache_node *f = flight_alloc(c, now), **slot;
+    c->st.misses++;
+    if (!f)
+        return CACHE_NOMEM;
+    memset(f, 0, sizeof(*f));
+    f->key = *k;
+    slot = table_slot(c, k); /* flight_alloc() may have evicted and changed the chain */
+    *slot = f;
+    waiter_append(f, w);
+    c->st.flights++;
+    return CACHE_LEAD;
+}
+
+/* Unlinks w from the singly-linked list at *head (with optional tail). O(waiters of one token),
+ * which is bounded by the concurrent requests carrying that same token. */
+static bool waiter_remove(struct cache_waiter **head, struct cache_waiter **tail,
+                          struct cache_waiter *w)
+{
+    struct cache_waiter *prev = NULL;
+    for (struct cache_waiter **p = head; *p; prev = *p, p = &(*p)->next) {
+        if (*p != w)
+            continue;
+        *p = w->next;
+        if (tail && *tail == w)
+            *tail = prev;
+        w->next = NULL;
+        return true;
+    }
+    return false;
+}
+
+/* ---- public API ---- */
+
+static int mac_init(struct cache *c)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    OSSL_PARAM params[2];
+    int ok;
+    if (!mac)
+        return -1;
+    c->mac = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);
+    if (!c->mac)
+        return -1;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    ok = EVP_MAC_init(c->mac, c->hmac_key, c->hmac_key_len, params);
+    return ok == 1 ? 0 : -1;
+}
+
+static int key_setup(struct cache *c, const uint8_t *key, size_t len)
+{
+    if (!key) {
+        c->hmac_key_len = CACHE_KEY_LEN; /* as strong as the output; more adds nothing */
+        return RAND_bytes(c->hmac_key, (int)c->hmac_key_len) == 1 ? 0 : -1;
+    }
+    if (len == 0)
+        return -1; /* an empty key would make the keys guessable across processes */
+    if (len > HMAC_KEY_MAX) {
+        /* RFC 2104 replaces a key longer than the block by its hash: same MAC, fixed storage. */
+        unsigned int n = 0;
+        if (EVP_Digest(key, len, c->hmac_key, &n, EVP_sha256(), NULL) != 1)
+            return -1;
+        c->hmac_key_len = n;
+        return 0;
+    }
+    memcpy(c->hmac_key, key, len);
+    c->hmac_key_len = len;
+    return 0;
+}
+
+struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, void *clock_ud,
+                        const uint8_t *hmac_key, size_t hmac_key_len)
+{
+    struct cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->cfg = *cfg;
+    c->clock = clock ? clock : real_clock_ms;
+    c->clock_ud = clock_ud;
+    c->lru.prev = c->lru.next = &c->lru;
+    c->nbuckets = buckets_for(cfg);
+    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+    if (!c->buckets || key_setup(c, hmac_key, hmac_key_len) != 0 || mac_init(c) != 0) {
+        cache_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void flight_free(struct cache_node *f)
+{
+    free(f); /* waiters belong to their callers and are not called */
+}
+
+void cache_free(struct cache *c)
+{
+    if (!c)
+        return;
+    while (c->lru.next != &c->lru)
+        entry_drop(c, node_of_lru(c->lru.next));
+    for (size_t i = 0; c->buckets && i < c->nbuckets; i++) {
+        struct cache_node *f = c->buckets[i], *next;
+        for (; f; f = next) { /* only flights are left */
+            next = f->chain;
+            flight_free(f);
+        }
+    }
+    free(c->buckets);
+    EVP_MAC_CTX_free(c->mac);
+    OPENSSL_cleanse(c->hmac_key, sizeof(c->hmac_key));
+    free(c);
+}
+
+/* Shortens the lifetime of entries stored under older, longer limits: after a reload that lowers
+ * max_ttl or negative_ttl nobody expects a token to be served from the cache for the old time. */
+static void clamp_expiries(struct cache *c, int64_t now)
+{
+    int64_t pos = now + (int64_t)c->cfg.max_ttl * MS_PER_S;
+    int64_t neg = now + (int64_t)c->cfg.negative_ttl * MS_PER_S;
+    for (struct lru_link *l = c->lru.next; l != &c->lru; l = l->next) {
+        struct cache_node *n = node_of_lru(l);
+        n->expires_ms = min64(n->expires_ms, n->ti->outcome == TOKEN_ACTIVE ? pos : neg);
+    }
+}
+
+void cache_reconfigure(struct cache *c, const struct cache_config *cfg)
+{
+    int64_t now = now_ms(c);
+    c->cfg = *cfg;
+    clamp_expiries(c, now);
+    evict_down_to(c, cfg->max_entries, cfg->max_bytes, now);
+    table_resize(c, buckets_for(cfg));
+}
+
+void cache_key_of(const struct cache *c, const char *token, size_t len, struct cache_key *out)
+{
+    EVP_MAC_CTX *m = EVP_MAC_CTX_dup(c->mac);
+    size_t n = 0;
+    int ok = m && EVP_MAC_update(m, (const unsigned char *)token, len) == 1 &&
+             EVP_MAC_final(m, out->b, &n, sizeof(out->b)) == 1 && n == CACHE_KEY_LEN;
+    EVP_MAC_CTX_free(m);
+    if (ok)
+        return;
+    /* Never hand out a predictable key (e.g. zeros): two tokens sharing it would share a JWT. A
+     * random key simply misses; if even that is impossible, stopping is the only safe answer. */
+    if (RAND_bytes(out->b, CACHE_KEY_LEN) != 1)
+        abort();
+}
+
+static enum cache_lookup entry_hit(struct cache *c, struct cache_node *n, struct token_info **ti)
+{
+    lru_unlink(&n->u.lru);
+    lru_push_front(c, &n->u.lru);
+    if (n->ti->outcome == TOKEN_ACTIVE)
+        c->st.hits++;
+    else
+        c->st.negative_hits++;
+    *ti = token_ref(n->ti);
+    return CACHE_HIT;
+}
+
+enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struct cache_waiter *w,
+                               struct token_info **ti)
+{
+    int64_t now = now_ms(c);
+    struct cache_node **slot = table_slot(c, k), *n = *slot;
+    *ti = NULL;
+    if (n && !n->ti) {
+        waiter_append(n, w);
+        c->st.coalesced++;
+        return CACHE_JOINED;
+    }
+    if (n && n->expires_ms > now)
+        return entry_hit(c, n, ti);
+    if (n) {
+        c->st.expirations++;
+        entry_drop(c, n);
+    }
+    return flight_start(c, k, w, now);
+}
+
+bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waiter *w)
+{
+    struct cache_node *f = *table_slot(c, k);
+    if (f && !f->ti && waiter_remove(&f->u.wq.head, &f->u.wq.tail, w))
+        return true;
+    /* Not in the current flight: it may be a later waiter of a flight being completed right now
+     * (a done() cancelling a neighbour), which a done() may have followed with a new flight. */
+    for (struct dispatch *d = c->dispatching; d; d = d->outer)
+        if (memcmp(d->key.b, k->b, CACHE_KEY_LEN) == 0 && waiter_remove(&d->head, NULL, w))
+            return true;
+    return false;
+}
+
+/* Removes k's flight, if any, and returns its waiters. */
+static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k)
+{
+    struct cache_node **slot = table_slot(c, k), *f = *slot;
+    struct cache_waiter *head;
+    if (!f || f->ti)
+        return NULL;
+    head = f->u.wq.head;
+    *slot = f->chain;
+    flight_free(f);
+    c->st.flights--;
+    return head;
+}
+
+void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti)
+{
+    int64_t now = now_ms(c);
+    struct dispatch d = {.key = *k, .head = flight_take(c, k), .outer = c->dispatching};
+    int64_t ttl = ti ? ttl_ms(c, ti, now) : 0;
+    if (ttl > 0)
+        entry_store(c, k, ti, now, ttl);
+    /* From here the flight is gone and the entry (if any) is visible, so a done() that looks k up
+     * again gets a HIT or leads a new flight. Our reference keeps ti alive even if a re-entrant
+     * call evicts the entry. Each waiter is popped before its done() runs, since done() frees it,
+     * and later waiters stay cancellable through c->dispatching. */
+    c->dispatching = &d;
+    while (d.head) {
+        struct cache_waiter *w = d.head;
+        d.head = w->next;
+        w->next = NULL;
+        w->done(w, ti);
+    }
+    c->dispatching = d.outer;
+    token_unref(ti);
+}
+
+void cache_get_stats(const struct cache *c, struct cache_stats *st)
+{
+    *st = c->st;
+}
+
+void cache_visit_memory(const struct cache *c, cache_memory_fn fn, void *ud)
+{
+    fn(c, sizeof(*c), ud);
+    fn(c->buckets, c->nbuckets * sizeof(*c->buckets), ud);
+    for (size_t i = 0; i < c->nbuckets; i++)
+        for (const struct cache_node *n = c->buckets[i]; n; n = n->chain)
+            fn(n, sizeof(*n), ud);
+}

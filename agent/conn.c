@@ -1,0 +1,339 @@
+/* SPOP connection engine. Reading: bytes accumulate in a buffer sized for one whole frame, every
+ * complete frame is dispatched in place, the rest is kept for the next read (so partial and
+ * coalesced frames both work). Writing: frames are appended to an output queue and sent with one
+ * send() when possible, because HAProxy 3.2 has reset connections whose HELLO arrived split. */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "log.h"
+
+#define CONN_CLOSE_LINGER 2.0 /* seconds a CLOSING connection may take to flush its last frame */
+
+static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void conn_on_reap(struct ev_loop *loop, ev_idle *w, int revents);
+
+static double idle_seconds(const struct conn *c)
+{
+    return c->agent->cfg->idle_timeout_ms / 1000.0;
+}
+
+struct conn *conn_new(struct agent *a, int fd, const char *peer)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c)
+        c->in_cap = SPOP_LEN_PREFIX + a->cfg->max_frame_size;
+    if (c)
+        c->in = malloc(c->in_cap);
+    if (!c || !c->in) {
+        free(c);
+        close(fd);
+        return NULL;
+    }
+    c->agent = a;
+    c->fd = fd;
+    c->state = CONN_HELLO;
+    c->max_frame = a->cfg->max_frame_size;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
+    ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
+    ev_init(&c->idle, conn_on_timer);
+    ev_idle_init(&c->reaper, conn_on_reap);
+    c->rio.data = c->wio.data = c->idle.data = c->reaper.data = c;
+    ev_io_start(a->loop, &c->rio);
+    c->idle.repeat = idle_seconds(c);
+    if (c->idle.repeat > 0)
+        ev_timer_again(a->loop, &c->idle);
+    agent_conn_added(a, c);
+    return c;
+}
+
+void conn_destroy(struct conn *c)
+{
+    struct ev_loop *loop = c->agent->loop;
+    c->state = CONN_CLOSING; /* nothing may be queued on a connection being freed */
+    agent_conn_removed(c->agent, c);
+    ev_io_stop(loop, &c->rio);
+    ev_io_stop(loop, &c->wio);
+    ev_timer_stop(loop, &c->idle);
+    ev_idle_stop(loop, &c->reaper);
+    close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+void conn_close_soon(struct conn *c)
+{
+    struct ev_loop *loop = c->agent->loop;
+    c->state = CONN_CLOSING;
+    ev_io_stop(loop, &c->rio);
+    ev_io_stop(loop, &c->wio);
+    ev_idle_start(loop, &c->reaper);
+}
+
+static void conn_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    conn_destroy(w->data);
+}
+
+/* ---- output ---- */
+
+static int out_reserve(struct conn *c, size_t need)
+{
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_cap - c->out_len >= need)
+        return 0;
+    if (c->out_off > 0) { /* slide the unsent bytes down before growing */
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+        if (c->out_cap - c->out_len >= need)
+            return 0;
+    }
+    size_t cap = c->out_len + need;
+    uint8_t *p = realloc(c->out, cap);
+    if (!p)
+        return -1;
+    c->out = p;
+    c->out_cap = cap;
+    return 0;
+}
+
+void conn_begin(struct conn *c, struct spop_writer *w)
+{
+    size_t need = SPOP_LEN_PREFIX + c->max_frame;
+    if (out_reserve(c, need) < 0) {
+        spop_writer_init(w, NULL, 0); /* every write overflows: the caller sees -1 */
+        return;
+    }
+    spop_writer_init(w, c->out + c->out_len, need);
+}
+
+/* One send() of everything queued; the rest waits for EV_WRITE. Errors only mark the connection:
+ * callers may be deep inside a cache resolution, so the connection is freed from the loop. */
+static void conn_flush(struct conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(c->agent->loop, &c->wio);
+            return;
+        }
+        if (errno != EPIPE && errno != ECONNRESET)
+            log_warn("spop %s: send failed: %s", c->peer, strerror(errno));
+        c->out_off = c->out_len; /* drop it: the peer is gone */
+        conn_close_soon(c);
+        return;
+    }
+    ev_io_stop(c->agent->loop, &c->wio);
+    if (c->state == CONN_CLOSING)
+        conn_close_soon(c);
+}
+
+int conn_commit(struct conn *c, struct spop_writer *w)
+{
+    if (w->overflow || !w->buf)
+        return -1;
+    c->out_len += w->len;
+    c->agent->metrics.spop_frames_out++;
+    if (c->out_len - c->out_off == w->len) /* nothing was waiting: send now */
+        conn_flush(c);
+    return 0;
+}
+
+static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    conn_flush(w->data);
+}
+
+void conn_disconnect(struct conn *c, int status, const char *message)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status != SPOP_ST_NORMAL) {
+        c->agent->metrics.spop_errors++;
+        log_warn("spop %s: closing: %s (status %d: %s)", c->peer, message, status,
+                 spop_status_str(status));
+    }
+    struct spop_writer w;
+    conn_begin(c, &w);
+    spop_frame_begin(&w, SPOP_FRM_AGENT_DISCON, SPOP_FLAG_FIN, 0, 0);
+    spop_put_kv_uint32(&w, "status-code", (uint32_t)status);
+    spop_put_kv_str(&w, "message", message, strlen(message));
+    int rc = spop_frame_end(&w, c->max_frame);
+    c->state = CONN_CLOSING;
+    ev_io_stop(c->agent->loop, &c->rio);
+    if (rc < 0 || conn_commit(c, &w) < 0) {
+        conn_close_soon(c);
+        return;
+    }
+    /* Bound the flush: a peer that never reads must not keep us. */
+    c->idle.repeat = CONN_CLOSE_LINGER;
+    ev_timer_again(c->agent->loop, &c->idle);
+}
+
+/* ---- frames ---- */
+
+static void conn_on_hello(struct conn *c, const struct spop_frame *f)
+{
+    struct spop_hello h;
+    int rc = spop_hello_decode(f->payload, f->payload_len, &h);
+    if (rc < 0) {
+        conn_disconnect(c, -rc, "bad HAPROXY-HELLO");
+        return;
+    }
+    if (!spop_versions_support_v2(h.supported_versions)) {
+        conn_disconnect(c, SPOP_ST_BAD_VSN, "HAProxy supports no SPOP 2.x version");
+        return;
+    }
+    if (h.max_frame_size < SPOP_MIN_FRAME_SIZE) {
+        conn_disconnect(c, SPOP_ST_BAD_FRAME_SIZE, "max-frame-size below 256");
+        return;
+    }
+    if (h.max_frame_size < c->max_frame)
+        c->max_frame = h.max_frame_size;
+    c->healthcheck = h.healthcheck;
+
+    struct spop_writer w;
+    conn_begin(c, &w);
+    spop_frame_begin(&w, SPOP_FRM_AGENT_HELLO, SPOP_FLAG_FIN, 0, 0);
+    spop_put_kv_str(&w, "version", "2.0", 3);
+    spop_put_kv_uint32(&w, "max-frame-size", c->max_frame);
+    spop_put_kv_str(&w, "capabilities", "pipelining", 10);
+    if (spop_frame_end(&w, c->max_frame) < 0 || conn_commit(c, &w) < 0) {
+        conn_close_soon(c);
+        return;
+    }
+    log_debug("spop %s: hello: max-frame-size %u%s", c->peer, c->max_frame,
+              c->healthcheck ? " (health check)" : "");
+    if (c->healthcheck) { /* SPOE.txt: the agent may close right after a health-check HELLO */
+        c->state = CONN_CLOSING;
+        ev_io_stop(c->agent->loop, &c->rio);
+        conn_flush(c);
+        return;
+    }
+    c->state = CONN_READY;
+}
+
+static void conn_on_haproxy_disconnect(struct conn *c, const struct spop_frame *f)
+{
+    struct spop_disconnect d;
+    if (spop_disconnect_decode(f->payload, f->payload_len, &d) == 0 && d.status != 0)
+        log_info("spop %s: HAProxy disconnects: status %u (%s): %.*s", c->peer, d.status,
+                 spop_status_str((int)d.status), (int)d.message.len, (const char *)d.message.ptr);
+    else
+        log_debug("spop %s: HAProxy disconnects", c->peer);
+    conn_disconnect(c, SPOP_ST_NORMAL, "");
+}
+
+/* Returns false when the connection must stop reading. */
+static bool conn_dispatch(struct conn *c, const uint8_t *buf, uint32_t len)
+{
+    struct spop_frame f;
+    c->agent->metrics.spop_frames_in++;
+    if (spop_frame_decode(buf, len, &f) < 0) {
+        conn_disconnect(c, SPOP_ST_INVALID, "malformed frame header");
+        return false;
+    }
+    if (!(f.flags & SPOP_FLAG_FIN)) {
+        conn_disconnect(c, SPOP_ST_FRAG_NOT_SUPPORTED, "fragmented frame");
+        return false;
+    }
+    if (c->state == CONN_HELLO) {
+        if (f.type != SPOP_FRM_HAPROXY_HELLO) {
+            conn_disconnect(c, SPOP_ST_INVALID, "expected HAPROXY-HELLO");
+            return false;
+        }
+        conn_on_hello(c, &f);
+        return c->state == CONN_READY;
+    }
+    switch (f.type) {
+    case SPOP_FRM_NOTIFY:
+        agent_on_notify(c->agent, c, &f);
+        return conn_is_open(c);
+    case SPOP_FRM_HAPROXY_DISCON:
+        conn_on_haproxy_disconnect(c, &f);
+        return false;
+    case SPOP_FRM_HAPROXY_HELLO:
+        conn_disconnect(c, SPOP_ST_INVALID, "second HAPROXY-HELLO");
+        return false;
+    default: /* SPOE.txt: unknown frames may be silently skipped */
+        log_debug("spop %s: skipping frame type %u", c->peer, f.type);
+        return true;
+    }
+}
+
+/* Dispatches every complete frame in the input buffer and keeps the remainder. */
+static void conn_process_input(struct conn *c)
+{
+    size_t off = 0;
+    while (conn_is_open(c)) {
+        uint32_t flen;
+        int rc = spop_frame_complete(c->in + off, c->in_len - off, c->max_frame, &flen);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            conn_disconnect(c, -rc, rc == -SPOP_ST_TOO_BIG ? "frame too big" : "bad frame length");
+            break;
+        }
+        const uint8_t *frame = c->in + off + SPOP_LEN_PREFIX;
+        off += SPOP_LEN_PREFIX + flen;
+        if (!conn_dispatch(c, frame, flen))
+            break;
+    }
+    if (!conn_is_open(c))
+        return;
+    memmove(c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
+}
+
+static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn *c = w->data;
+    ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        /* EOF and resets are ordinary closes: HAProxy 3.x resets after its DISCONNECT. */
+        if (n < 0 && errno != ECONNRESET && errno != EPIPE)
+            log_warn("spop %s: recv failed: %s", c->peer, strerror(errno));
+        log_debug("spop %s: closed by peer", c->peer);
+        conn_close_soon(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    if (c->idle.repeat > 0)
+        ev_timer_again(loop, &c->idle);
+    conn_process_input(c);
+}
+
+static void conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct conn *c = w->data;
+    if (c->state == CONN_CLOSING) { /* the last frame could not be flushed in time */
+        conn_close_soon(c);
+        return;
+    }
+    if (c->npending > 0) { /* waiting on the IdP is not idleness */
+        ev_timer_again(loop, &c->idle);
+        return;
+    }
+    log_debug("spop %s: idle timeout", c->peer);
+    conn_disconnect(c, SPOP_ST_TIMEOUT, "idle timeout");
+}

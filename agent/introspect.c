@@ -1,0 +1,877 @@
+/* RFC 7662 introspection over libcurl's multi-socket API, driven by the caller's libev loop.
+ *
+ * Shape: every introspector_start() becomes a struct request in a FIFO queue; pump() moves queued
+ * requests onto reusable easy handles (struct xfer) while fewer than max_concurrent are in flight.
+ * curl tells us which sockets to watch (sock_cb -> one ev_io each) and when to call it back
+ * (timer_cb -> one ev_timer); after every curl_multi_socket_action() we drain curl_multi_info_read
+ * and complete finished transfers. Results that are known without a transfer (not configured,
+ * setup failure) are delivered by the "kick" timer so that done() never runs inside start().
+ *
+ * The settings live in a reference-counted struct settings: a reload swaps in a new one while
+ * transfers in flight keep the one their headers and body were built from. */
+#include "introspect.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "idp_response.h"
+#include "log.h"
+#include "version.h"
+
+#define DEFAULT_ACCEPT "application/jwt"
+#define DEFAULT_TIMEOUT_MS 2000
+#define DEFAULT_CONNECT_TIMEOUT_MS 1000
+#define DEFAULT_MAX_CONCURRENT 64
+#define DEFAULT_MAX_RESPONSE 65536
+/* Longer Content-Type / Cache-Control values are not truncated (that could change their meaning,
+ * e.g. max-age=3600 -> max-age=36) but replaced: see header_cb. */
+#define HDR_VALUE_MAX 256
+
+struct settings {
+    int refs; /* the introspector's reference plus one per transfer built from it */
+    char *url;
+    char *ca_file, *client_cert, *client_key;
+    bool insecure;
+    bool token_type_hint;
+    long timeout_ms, connect_timeout_ms;
+    size_t max_response;
+    unsigned max_concurrent;
+    char *form_auth;            /* "&client_id=..[&client_secret=..]" for CLIENT_AUTH_POST */
+    struct curl_slist *headers; /* shared by every transfer; holds the Basic credentials */
+};
+
+struct request {
+    struct request *next;
+    introspect_done_fn done;
+    void *ud;
+    struct token_info *result; /* decided without a transfer, delivered by the kick timer */
+    size_t len;
+    char token[]; /* NUL-terminated copy */
+};
+
+/* One easy handle and the buffers of the transfer it carries; recycled through the free list so
+ * that a steady load allocates nothing per request but the request itself. */
+struct xfer {
+    struct introspector *in;
+    struct xfer *prev, *next; /* in->active (both) or in->free_list (next only) */
+    CURL *easy;
+    struct settings *s; /* the settings this transfer was built from (a reference) */
+    struct request *req;
+    double started; /* ev_time() when handed to curl */
+    char *body;
+    size_t body_len, body_cap;
+    char *post;
+    size_t post_cap;
+    char content_type[HDR_VALUE_MAX];
+    char cache_control[HDR_VALUE_MAX];
+    bool too_large;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+struct sockw {
+    ev_io io; /* first: io_cb casts back */
+    struct introspector *in;
+    struct sockw *prev, *next;
+};
+
+struct introspector {
+    struct ev_loop *loop;
+    CURLM *multi;
+    struct settings *s;
+    ev_timer curl_timer; /* curl's single timeout */
+    ev_timer kick;       /* delivers the deferred list from the loop */
+    struct request *q_head, *q_tail;
+    struct request *d_head, *d_tail;
+    unsigned queued, deferred, n_active, n_free;
+    struct xfer *active, *free_list;
+    struct sockw *socks; /* every watcher curl asked for, so free() can reclaim stragglers */
+    bool closing;
+};
+
+/* Returned when even an error answer cannot be allocated: done() must never get NULL. The huge
+ * refcount means token_unref() never frees it; no_store keeps it out of the cache. */
+static struct token_info oom_answer = {
+    .refcnt = 1 << 30,
+    .outcome = TOKEN_IDP_ERROR,
+    .max_age = -1,
+    .no_store = true,
+    .reason = "out of memory",
+};
+
+static struct token_info *answer(enum token_outcome o, const char *reason)
+{
+    struct token_info *ti = token_info_new(o, reason);
+    return ti ? ti : token_ref(&oom_answer);
+}
+
+/* ---- encoding ---------------------------------------------------------------------------- */
+
+/* application/x-www-form-urlencoded as RFC 6749 appendix B uses it: unreserved characters stay,
+ * space becomes '+', every other byte %XX. out needs 3 * len bytes; returns the length written. */
+static size_t form_encode(const char *s, size_t len, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            out[o++] = (char)c;
+        } else if (c == ' ') {
+            out[o++] = '+';
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    return o;
+}
+
+/* A malloc'd, NUL-terminated form encoding of s. */
+static char *form_encode_dup(const char *s)
+{
+    size_t len = strlen(s);
+    char *out = malloc(3 * len + 1);
+    if (out)
+        out[form_encode(s, len, out)] = '\0';
+    return out;
+}
+
+static void free_secret(char *s)
+{
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+/* RFC 6749 2.3.1: "Authorization: Basic base64(urlencode(id) ':' urlencode(secret))". Not
+ * CURLOPT_USERPWD, which would send id and secret without the form encoding. */
+static char *basic_auth_header(const char *id, const char *secret)
+{
+    static const char prefix[] = "Authorization: Basic ";
+    char *eid = form_encode_dup(id), *esecret = form_encode_dup(secret ? secret : "");
+    char *plain = NULL, *hdr = NULL;
+    if (!eid || !esecret)
+        goto out;
+    size_t plen = strlen(eid) + 1 + strlen(esecret);
+    plain = malloc(plen + 1);
+    hdr = malloc(sizeof(prefix) + 4 * ((plen + 2) / 3));
+    if (!plain || !hdr) {
+        free(hdr);
+        hdr = NULL;
+        goto out;
+    }
+    snprintf(plain, plen + 1, "%s:%s", eid, esecret);
+    memcpy(hdr, prefix, sizeof(prefix) - 1);
+    EVP_EncodeBlock((unsigned char *)hdr + sizeof(prefix) - 1, (const unsigned char *)plain,
+                    (int)plen);
+out:
+    free_secret(plain);
+    free_secret(eid);
+    free_secret(esecret);
+    return hdr;
+}
+
+/* ---- settings ---------------------------------------------------------------------------- */
+
+static void settings_unref(struct settings *s)
+{
+    if (!s || --s->refs > 0)
+        return;
+    free(s->url);
+    free(s->ca_file);
+    free(s->client_cert);
+    free(s->client_key);
+    free_secret(s->form_auth);
+    for (struct curl_slist *h = s->headers; h; h = h->next)
+        OPENSSL_cleanse(h->data, strlen(h->data)); /* one of them carries the client secret */
+    curl_slist_free_all(s->headers);
+    free(s);
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+    *dst = src ? strdup(src) : NULL;
+    return src && !*dst ? -1 : 0;
+}
+
+/* "&client_id=...&client_secret=..." for client_secret_post; the secret is optional there (public
+ * clients). */
+static char *form_auth_fields(const char *id, const char *secret)
+{
+    char *eid = form_encode_dup(id), *esecret = secret ? form_encode_dup(secret) : NULL;
+    char *out = NULL;
+    if (eid && (!secret || esecret)) {
+        size_t n = strlen("&client_id=") + strlen(eid) +
+                   (esecret ? strlen("&client_secret=") + strlen(esecret) : 0) + 1;
+        out = malloc(n);
+        if (out)
+            snprintf(out, n, "&client_id=%s%s%s", eid, esecret ? "&client_secret=" : "",
+                     esecret ? esecret : "");
+    }
+    free_secret(eid);
+    free_secret(esecret);
+    return out;
+}
+
+static int settings_headers(struct settings *s, const struct introspect_config *cfg)
+{
+    const char *accept = cfg->accept && *cfg->accept ? cfg->accept : DEFAULT_ACCEPT;
+    size_t alen = strlen("Accept: ") + strlen(accept) + 1;
+    char *accept_hdr = malloc(alen);
+    if (!accept_hdr)
+        return -1;
+    snprintf(accept_hdr, alen, "Accept: %s", accept);
+    char *auth_hdr = NULL;
+    if (cfg->auth == CLIENT_AUTH_BASIC &&
+        !(auth_hdr = basic_auth_header(cfg->client_id, cfg->client_secret))) {
+        free(accept_hdr);
+        return -1;
+    }
+    /* "Expect:" with no value stops curl from sending Expect: 100-continue (a round trip). */
+    const char *lines[] = {"Content-Type: application/x-www-form-urlencoded", accept_hdr,
+                           "Expect:", "User-Agent: phantom-token-agent/" PTA_VERSION, auth_hdr};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]) && rc == 0; i++) {
+        struct curl_slist *n = lines[i] ? curl_slist_append(s->headers, lines[i]) : s->headers;
+        if (!n)
+            rc = -1;
+        else
+            s->headers = n;
+    }
+    free(accept_hdr);
+    free_secret(auth_hdr);
+    return rc;
+}
+
+static struct settings *settings_new(const struct introspect_config *cfg)
+{
+    if ((cfg->auth == CLIENT_AUTH_BASIC || cfg->auth == CLIENT_AUTH_POST) && !cfg->client_id &&
+        cfg->url) {
+        log_error("introspection: client authentication needs a client id");
+        return NULL;
+    }
+    struct settings *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->refs = 1;
+    s->insecure = cfg->insecure_skip_verify;
+    s->token_type_hint = cfg->token_type_hint;
+    s->timeout_ms = cfg->timeout_ms ? (long)cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+    s->connect_timeout_ms =
+        cfg->connect_timeout_ms ? (long)cfg->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    s->max_concurrent = cfg->max_concurrent ? cfg->max_concurrent : DEFAULT_MAX_CONCURRENT;
+    s->max_response = cfg->max_response ? cfg->max_response : DEFAULT_MAX_RESPONSE;
+    int rc = dup_opt(&s->url, cfg->url) | dup_opt(&s->ca_file, cfg->ca_file) |
+             dup_opt(&s->client_cert, cfg->client_cert) | dup_opt(&s->client_key, cfg->client_key);
+    if (rc == 0 && cfg->url && cfg->auth == CLIENT_AUTH_POST &&
+        !(s->form_auth = form_auth_fields(cfg->client_id, cfg->client_secret)))
+        rc = -1;
+    if (rc == 0 && cfg->url)
+        rc = settings_headers(s, cfg);
+    if (rc != 0) {
+        settings_unref(s);
+        return NULL;
+    }
+    if (s->url && s->insecure)
+        log_warn("introspection: TLS certificate verification is OFF (insecure-skip-verify); "
+                 "do not run like this in production");
+    return s;
+}
+
+/* ---- queues ------------------------------------------------------------------------------ */
+
+static void fifo_push(struct request **head, struct request **tail, struct request *r)
+{
+    r->next = NULL;
+    if (*tail)
+        (*tail)->next = r;
+    else
+        *head = r;
+    *tail = r;
+}
+
+static struct request *fifo_pop(struct request **head, struct request **tail)
+{
+    struct request *r = *head;
+    if (r) {
+        *head = r->next;
+        if (!*head)
+            *tail = NULL;
+    }
+    return r;
+}
+
+static void request_free(struct request *r)
+{
+    OPENSSL_cleanse(r->token, r->len);
+    free(r);
+}
+
+/* Calls done() and frees the request; ti's reference passes to the callee. */
+static void complete(struct request *r, struct token_info *ti, double latency_ms)
+{
+    introspect_done_fn done = r->done;
+    void *ud = r->ud;
+    request_free(r);
+    done(ud, ti, latency_ms);
+}
+
+/* Queues r for delivery from the loop with an answer already decided. */
+static void defer(struct introspector *in, struct request *r, struct token_info *ti)
+{
+    r->result = ti;
+    fifo_push(&in->d_head, &in->d_tail, r);
+    in->deferred++;
+    if (!ev_is_active(&in->kick)) {
+        ev_timer_set(&in->kick, 0., 0.);
+        ev_timer_start(in->loop, &in->kick);
+    }
+}
+
+/* Takes the whole list first, so that answers deferred by the callbacks wait for the next loop
+ * iteration instead of growing this one. */
+static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct introspector *in = w->data;
+    struct request *r = in->d_head;
+    in->d_head = in->d_tail = NULL;
+    in->deferred = 0;
+    while (r) {
+        struct request *next = r->next;
+        complete(r, r->result, 0.);
+        r = next;
+    }
+}
+
+/* ---- transfers --------------------------------------------------------------------------- */
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t len = size * nmemb;
+    /* Abort rather than truncate: a cut JWT must not look like an answer. */
+    if (len > x->s->max_response - x->body_len) {
+        x->too_large = true;
+        return 0;
+    }
+    if (x->body_len + len + 1 > x->body_cap) {
+        size_t cap = x->body_cap ? x->body_cap * 2 : 2048;
+        while (cap < x->body_len + len + 1)
+            cap *= 2;
+        if (cap > x->s->max_response + 1)
+            cap = x->s->max_response + 1;
+        char *b = realloc(x->body, cap);
+        if (!b)
+            return 0;
+        x->body = b;
+        x->body_cap = cap;
+    }
+    memcpy(x->body + x->body_len, data, len);
+    x->body_len += len;
+    x->body[x->body_len] = '\0';
+    return len;
+}
+
+/* Copies a header value, trimmed. An oversized value becomes fallback instead of a truncation. */
+static void header_value(char *dst, const char *v, size_t len, const char *fallback)
+{
+    while (len && (*v == ' ' || *v == '\t'))
+        v++, len--;
+    while (len &&
+           (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    if (len >= HDR_VALUE_MAX) {
+        snprintf(dst, HDR_VALUE_MAX, "%s", fallback);
+        return;
+    }
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+/* If line is "<name>: value", the offset of the value; else 0. */
+static size_t header_is(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0 ? n + 1 : 0;
+}
+
+static size_t header_cb(char *line, size_t size, size_t nmemb, void *ud)
+{
+    struct xfer *x = ud;
+    size_t len = size * nmemb, at;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        /* A new status line (after a 1xx): only the final answer's headers count. */
+        x->content_type[0] = x->cache_control[0] = '\0';
+    } else if ((at = header_is(line, len, "content-type"))) {
+        /* Unreadable type: the classifier will reject the answer as not a JWT. */
+        header_value(x->content_type, line + at, len - at, "invalid");
+    } else if ((at = header_is(line, len, "cache-control"))) {
+        /* Unreadable caching instructions: the safe reading is "do not cache". */
+        header_value(x->cache_control, line + at, len - at, "no-store");
+    }
+    return len;
+}
+
+/* The POST body, in the transfer's own buffer (CURLOPT_POSTFIELDS does not copy). */
+static int build_post(struct xfer *x, const struct settings *s, const struct request *r)
+{
+    static const char hint[] = "&token_type_hint=access_token";
+    size_t need = strlen("token=") + 3 * r->len + sizeof(hint) +
+                  (s->form_auth ? strlen(s->form_auth) : 0) + 1;
+    if (need > x->post_cap) {
+        char *p = realloc(x->post, need);
+        if (!p)
+            return -1;
+        x->post = p;
+        x->post_cap = need;
+    }
+    size_t n = strlen("token=");
+    memcpy(x->post, "token=", n);
+    n += form_encode(r->token, r->len, x->post + n);
+    if (s->token_type_hint) {
+        memcpy(x->post + n, hint, sizeof(hint) - 1);
+        n += sizeof(hint) - 1;
+    }
+    if (s->form_auth) {
+        memcpy(x->post + n, s->form_auth, strlen(s->form_auth));
+        n += strlen(s->form_auth);
+    }
+    x->post[n] = '\0';
+    return 0;
+}
+
+/* Sets every option from scratch: the handle may have served other settings before a reload.
+ * curl_easy_reset() keeps the multi handle's connection cache, so keep-alive survives. */
+static int xfer_setup(struct xfer *x, const struct settings *s, const struct request *r)
+{
+    if (build_post(x, s, r) != 0)
+        return -1;
+    CURL *e = x->easy;
+    curl_easy_reset(e);
+    x->body_len = 0;
+    x->content_type[0] = x->cache_control[0] = x->errbuf[0] = '\0';
+    x->too_large = false;
+    int bad = 0;
+    bad |= curl_easy_setopt(e, CURLOPT_URL, s->url) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK; /* no SIGALRM in a daemon */
+    bad |=
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(x->post)) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->post) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms) != CURLE_OK;
+    /* Refuses a declared Content-Length above the bound before reading any of it. */
+    bad |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_response) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->insecure ? 0L : 1L) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->insecure ? 0L : 2L) != CURLE_OK;
+    if (s->ca_file)
+        bad |= curl_easy_setopt(e, CURLOPT_CAINFO, s->ca_file) != CURLE_OK;
+    if (s->client_cert)
+        bad |= curl_easy_setopt(e, CURLOPT_SSLCERT, s->client_cert) != CURLE_OK;
+    if (s->client_key)
+        bad |= curl_easy_setopt(e, CURLOPT_SSLKEY, s->client_key) != CURLE_OK;
+    return bad ? -1 : 0;
+}
+
+static struct xfer *xfer_get(struct introspector *in)
+{
+    struct xfer *x = in->free_list;
+    if (x) {
+        in->free_list = x->next;
+        in->n_free--;
+        return x;
+    }
+    x = calloc(1, sizeof(*x));
+    if (x && !(x->easy = curl_easy_init())) {
+        free(x);
+        return NULL;
+    }
+    if (x)
+        x->in = in;
+    return x;
+}
+
+static void xfer_destroy(struct xfer *x)
+{
+    curl_easy_cleanup(x->easy);
+    free(x->body);
+    if (x->post)
+        OPENSSL_cleanse(x->post, x->post_cap); /* held the token and maybe the secret */
+    free(x->post);
+    free(x);
+}
+
+/* Back to the free list, keeping no more idle handles than transfers may run at once. */
+static void xfer_put(struct introspector *in, struct xfer *x)
+{
+    settings_unref(x->s);
+    x->s = NULL;
+    x->req = NULL;
+    if (in->n_free >= in->s->max_concurrent || in->closing) {
+        xfer_destroy(x);
+        return;
+    }
+    x->next = in->free_list;
+    in->free_list = x;
+    in->n_free++;
+}
+
+static void active_link(struct introspector *in, struct xfer *x)
+{
+    x->prev = NULL;
+    x->next = in->active;
+    if (in->active)
+        in->active->prev = x;
+    in->active = x;
+    in->n_active++;
+}
+
+static void active_unlink(struct introspector *in, struct xfer *x)
+{
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        in->active = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    x->prev = x->next = NULL;
+    in->n_active--;
+}
+
+/* Hands r to curl. Returns -1 (r untouched) when it could not. */
+static int launch(struct introspector *in, struct request *r)
+{
+    struct xfer *x = xfer_get(in);
+    if (!x)
+        return -1;
+    x->s = in->s;
+    in->s->refs++;
+    if (xfer_setup(x, x->s, r) != 0) {
+        xfer_put(in, x);
+        return -1;
+    }
+    x->req = r;
+    x->started = ev_time();
+    active_link(in, x);
+    if (curl_multi_add_handle(in->multi, x->easy) != CURLM_OK) {
+        active_unlink(in, x);
+        xfer_put(in, x);
+        return -1;
+    }
+    return 0;
+}
+
+/* Starts queued requests while there is room. Never calls done() itself. */
+static void pump(struct introspector *in)
+{
+    while (!in->closing && in->q_head && in->n_active < in->s->max_concurrent) {
+        struct request *r = fifo_pop(&in->q_head, &in->q_tail);
+        in->queued--;
+        if (!in->s->url)
+            defer(in, r, answer(TOKEN_IDP_UNAVAIL, "introspection not configured"));
+        else if (launch(in, r) != 0)
+            defer(in, r, answer(TOKEN_IDP_ERROR, "introspection request setup failed"));
+    }
+}
+
+static const char *curl_reason(const struct xfer *x, CURLcode rc)
+{
+    if (x->too_large || rc == CURLE_FILESIZE_EXCEEDED)
+        return "IdP answer too large";
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return "IdP timeout";
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "IdP host not resolved";
+    case CURLE_COULDNT_CONNECT:
+        return "IdP connection failed";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+        return "IdP TLS error";
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+        return "IdP connection error";
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        return "bad introspection URL";
+    default:
+        return "IdP request failed";
+    }
+}
+
+static struct token_info *xfer_result(struct xfer *x, CURLcode rc, double ms, const char *tid)
+{
+    if (rc != CURLE_OK) {
+        const char *reason = curl_reason(x, rc);
+        log_warn("introspection of token %s failed after %.1f ms: %s (%s%s%s)", tid, ms, reason,
+                 curl_easy_strerror(rc), x->errbuf[0] ? ": " : "", x->errbuf);
+        return answer(TOKEN_IDP_ERROR, reason);
+    }
+    long status = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    struct idp_answer a = {
+        .http_status = status,
+        .content_type = x->content_type[0] ? x->content_type : NULL,
+        .cache_control = x->cache_control[0] ? x->cache_control : NULL,
+        .body = x->body_len ? x->body : NULL,
+        .body_len = x->body_len,
+    };
+    struct token_info *ti = idp_classify(&a);
+    if (!ti)
+        return token_ref(&oom_answer);
+    if (ti->outcome != TOKEN_ACTIVE && ti->outcome != TOKEN_INACTIVE)
+        log_warn("introspection of token %s: IdP answered HTTP %ld (%s) after %.1f ms: %s", tid,
+                 status, a.content_type ? a.content_type : "no content type", ms,
+                 ti->reason ? ti->reason : "unusable answer");
+    else
+        log_debug("introspection of token %s: HTTP %ld, %s, %.1f ms", tid, status,
+                  ti->outcome == TOKEN_ACTIVE ? "active" : "inactive", ms);
+    return ti;
+}
+
+static void finish(struct introspector *in, struct xfer *x, CURLcode rc)
+{
+    active_unlink(in, x);
+    curl_multi_remove_handle(in->multi, x->easy);
+    struct request *r = x->req;
+    double ms = (ev_time() - x->started) * 1e3;
+    char tid[13]; /* identifies the token in the log lines without revealing it */
+    log_token_id(r->token, r->len, tid);
+    struct token_info *ti = xfer_result(x, rc, ms, tid);
+    xfer_put(in, x); /* before done(): a new start() from the callback can reuse it */
+    complete(r, ti, ms);
+}
+
+/* Completes every finished transfer curl reports, then refills from the queue. */
+static void check_multi(struct introspector *in)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(in->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct xfer *x = NULL;
+        CURLcode rc = m->data.result; /* m is invalid once the handle is removed */
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        finish(in, x, rc);
+    }
+    pump(in);
+}
+
+/* ---- curl <-> libev ---------------------------------------------------------------------- */
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct introspector *in = ((struct sockw *)w)->in;
+    int flags = (revents & EV_READ ? CURL_CSELECT_IN : 0) |
+                (revents & EV_WRITE ? CURL_CSELECT_OUT : 0) |
+                (revents & EV_ERROR ? CURL_CSELECT_ERR : 0);
+    int running;
+    /* w may be freed inside (CURL_POLL_REMOVE): not touched after this call. */
+    curl_multi_socket_action(in->multi, w->fd, flags, &running);
+    check_multi(in);
+}
+
+static void curl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct introspector *in = w->data;
+    int running;
+    curl_multi_socket_action(in->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi(in);
+}
+
+static void sockw_free(struct introspector *in, struct sockw *w)
+{
+    ev_io_stop(in->loop, &w->io);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        in->socks = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    free(w);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: one ev_io per socket, its events following what curl waits for. */
+static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    struct introspector *in = userp;
+    struct sockw *w = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (w)
+            sockw_free(in, w);
+        return 0;
+    }
+    if (!w) {
+        if (!(w = calloc(1, sizeof(*w))))
+            return -1; /* curl fails the transfer */
+        w->in = in;
+        ev_init(&w->io, io_cb);
+        w->next = in->socks;
+        if (in->socks)
+            in->socks->prev = w;
+        in->socks = w;
+        curl_multi_assign(in->multi, fd, w);
+    }
+    int events = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    ev_io_stop(in->loop, &w->io);
+    ev_io_set(&w->io, fd, events);
+    if (events)
+        ev_io_start(in->loop, &w->io);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: -1 removes the timer; 0 means "as soon as possible", which a 0 s
+ * ev_timer gives on the next loop iteration (curl must not be called back from inside). */
+static int timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    struct introspector *in = userp;
+    ev_timer_stop(in->loop, &in->curl_timer);
+    if (timeout_ms >= 0) {
+        ev_timer_set(&in->curl_timer, (double)timeout_ms / 1e3, 0.);
+        ev_timer_start(in->loop, &in->curl_timer);
+    }
+    return 0;
+}
+
+/* ---- API --------------------------------------------------------------------------------- */
+
+struct introspector *introspector_new(struct ev_loop *loop, const struct introspect_config *cfg)
+{
+    /* Reference-counted by curl, and thread-safe in the libcurl we build against (>= 7.84). */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return NULL;
+    struct introspector *in = calloc(1, sizeof(*in));
+    if (!in || !(in->s = settings_new(cfg)) || !(in->multi = curl_multi_init())) {
+        if (in)
+            settings_unref(in->s);
+        free(in);
+        curl_global_cleanup();
+        return NULL;
+    }
+    in->loop = loop;
+    ev_timer_init(&in->curl_timer, curl_timer_cb, 0., 0.);
+    in->curl_timer.data = in;
+    ev_timer_init(&in->kick, kick_cb, 0., 0.);
+    in->kick.data = in;
+    curl_multi_setopt(in->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+    curl_multi_setopt(in->multi, CURLMOPT_SOCKETDATA, in);
+    curl_multi_setopt(in->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(in->multi, CURLMOPT_TIMERDATA, in);
+    /* One idle connection per possible concurrent transfer stays open for keep-alive. */
+    curl_multi_setopt(in->multi, CURLMOPT_MAXCONNECTS, (long)in->s->max_concurrent);
+    return in;
+}
+
+int introspector_reconfigure(struct introspector *in, const struct introspect_config *cfg)
+{
+    struct settings *s = settings_new(cfg);
+    if (!s)
+        return -1;
+    settings_unref(in->s);
+    in->s = s;
+    curl_multi_setopt(in->multi, CURLMOPT_MAXCONNECTS, (long)s->max_concurrent);
+    pump(in); /* a larger max_concurrent may start queued requests */
+    return 0;
+}
+
+int introspector_start(struct introspector *in, const char *token, size_t len,
+                       introspect_done_fn done, void *ud)
+{
+    if (in->closing)
+        return -1;
+    struct request *r = malloc(sizeof(*r) + len + 1);
+    if (!r)
+        return -1;
+    r->done = done;
+    r->ud = ud;
+    r->result = NULL;
+    r->len = len;
+    memcpy(r->token, token, len);
+    r->token[len] = '\0';
+    if (!in->s->url) {
+        defer(in, r, answer(TOKEN_IDP_UNAVAIL, "introspection not configured"));
+        return 0;
+    }
+    fifo_push(&in->q_head, &in->q_tail, r);
+    in->queued++;
+    /* Adding the handle only arms curl's timer; the transfer runs from the loop. */
+    pump(in);
+    return 0;
+}
+
+unsigned introspector_pending(const struct introspector *in)
+{
+    return in->queued + in->n_active + in->deferred;
+}
+
+static void abort_list(struct request *r, double latency_ms)
+{
+    while (r) {
+        struct request *next = r->next;
+        token_unref(r->result);
+        complete(r, answer(TOKEN_IDP_ERROR, "introspection aborted"), latency_ms);
+        r = next;
+    }
+}
+
+void introspector_free(struct introspector *in)
+{
+    if (!in)
+        return;
+    in->closing = true; /* start() from the done() callbacks below is refused */
+    while (in->active) {
+        struct xfer *x = in->active;
+        struct request *r = x->req;
+        active_unlink(in, x);
+        curl_multi_remove_handle(in->multi, x->easy);
+        double ms = (ev_time() - x->started) * 1e3;
+        xfer_put(in, x);
+        complete(r, answer(TOKEN_IDP_ERROR, "introspection aborted"), ms);
+    }
+    struct request *q = in->q_head, *d = in->d_head;
+    in->q_head = in->q_tail = in->d_head = in->d_tail = NULL;
+    in->queued = in->deferred = 0;
+    abort_list(q, 0.);
+    abort_list(d, 0.);
+    while (in->free_list) {
+        struct xfer *x = in->free_list;
+        in->free_list = x->next;
+        xfer_destroy(x);
+    }
+    curl_multi_cleanup(in->multi); /* closes the cached connections */
+    while (in->socks)
+        sockw_free(in, in->socks);
+    ev_timer_stop(in->loop, &in->curl_timer);
+    ev_timer_stop(in->loop, &in->kick);
+    settings_unref(in->s);
+    free(in);
+    curl_global_cleanup();
+}

@@ -1,0 +1,198 @@
+/* Listening socket and accept loop. Accepted sockets are non-blocking with TCP_NODELAY: an ACK is
+ * one small frame and must not wait for Nagle. */
+#include "listener.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include "agent.h"
+#include "conn.h"
+#include "log.h"
+
+struct listener {
+    struct agent *agent;
+    int fd;
+    int port;
+    bool is_unix;
+    ev_io io;
+    char *unix_path;
+};
+
+static int bind_unix(struct listener *l, const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        snprintf(err, errlen, "unix socket path too long");
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0)
+        goto fail;
+    unlink(path); /* a stale socket from a previous run */
+    if (bind(l->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+        goto fail;
+    l->is_unix = true;
+    l->unix_path = strdup(path);
+    return 0;
+fail:
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -1;
+}
+
+/* Splits "host:port" or "[v6]:port" in place. */
+static int split_host_port(char *s, char **host, char **port)
+{
+    if (s[0] == '[') {
+        char *end = strchr(s, ']');
+        if (!end || end[1] != ':')
+            return -1;
+        *end = '\0';
+        *host = s + 1;
+        *port = end + 2;
+        return 0;
+    }
+    char *colon = strrchr(s, ':');
+    if (!colon)
+        return -1;
+    *colon = '\0';
+    *host = s;
+    *port = colon + 1;
+    return 0;
+}
+
+static int bind_tcp(struct listener *l, const char *addr, char *err, size_t errlen)
+{
+    char buf[256], *host, *port;
+    snprintf(buf, sizeof(buf), "%s", addr);
+    if (split_host_port(buf, &host, &port) < 0) {
+        snprintf(err, errlen, "expected host:port, [v6]:port or unix:/path");
+        return -1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res;
+    int rc = getaddrinfo(*host ? host : NULL, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s", gai_strerror(rc));
+        return -1;
+    }
+    l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (l->fd >= 0)
+        setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (l->fd < 0 || bind(l->fd, res->ai_addr, res->ai_addrlen) < 0) {
+        snprintf(err, errlen, "%s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
+        l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
+}
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+        snprintf(out, len, "%s:%d", host, ntohs(s4->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        snprintf(out, len, "[%s]:%d", host, ntohs(s6->sin6_port));
+    } else {
+        snprintf(out, len, "unix");
+    }
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct listener *l = w->data;
+    for (int i = 0; i < 64; i++) { /* bounded, so one busy listener cannot starve the loop */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                errno != ECONNABORTED)
+                log_warn("accept failed: %s", strerror(errno));
+            return;
+        }
+        int one = 1;
+        if (!l->is_unix)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        char peer[64];
+        peer_name(&ss, peer, sizeof(peer));
+        if (!conn_new(l->agent, fd, peer))
+            log_error("out of memory: connection from %s dropped", peer);
+        else
+            log_debug("spop %s: connected", peer);
+    }
+}
+
+struct listener *listener_new(struct agent *a, const char *addr, char *err, size_t errlen)
+{
+    struct listener *l = calloc(1, sizeof(*l));
+    if (!l) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    l->agent = a;
+    l->fd = -1;
+    int rc = strncmp(addr, "unix:", 5) == 0 ? bind_unix(l, addr + 5, err, errlen)
+                                             : bind_tcp(l, addr, err, errlen);
+    if (rc == 0 && listen(l->fd, SOMAXCONN) < 0) {
+        snprintf(err, errlen, "listen: %s", strerror(errno));
+        rc = -1;
+    }
+    if (rc < 0) {
+        listener_free(l);
+        return NULL;
+    }
+    ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+    l->io.data = l;
+    ev_io_start(a->loop, &l->io);
+    return l;
+}
+
+void listener_stop(struct listener *l)
+{
+    if (!l || l->fd < 0)
+        return;
+    ev_io_stop(l->agent->loop, &l->io);
+    close(l->fd);
+    l->fd = -1;
+    if (l->unix_path)
+        unlink(l->unix_path);
+}
+
+void listener_free(struct listener *l)
+{
+    if (!l)
+        return;
+    listener_stop(l);
+    free(l->unix_path);
+    free(l);
+}
+
+int listener_port(const struct listener *l)
+{
+    return l->port;
+}

@@ -1,0 +1,176 @@
+/* Counters and their Prometheus text rendering. The hot path only increments plain fields of its
+ * own worker's struct; rendering happens on the loop thread that owns them. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "token.h"
+
+const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+static const int status_codes[MST__COUNT] = {200, 400, 401, 403, 500, 502, 503};
+static const char *const idp_names[MIDP__COUNT] = {"active", "inactive", "error", "unavailable",
+                                                   "unexpected_status"};
+
+void metrics_count_decision(struct metrics *m, int http_status)
+{
+    for (int i = 0; i < MST__COUNT; i++) {
+        if (status_codes[i] == http_status) {
+            m->decisions[i]++;
+            return;
+        }
+    }
+    m->decisions[MST_500]++;
+}
+
+void metrics_observe_idp(struct metrics *m, int outcome, double latency_ms)
+{
+    if (outcome >= 0 && outcome < MIDP__COUNT)
+        m->idp_requests[outcome]++;
+    double s = latency_ms / 1000.0;
+    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+        if (s <= metrics_latency_bounds[i]) {
+            m->idp_latency_buckets[i]++;
+            break;
+        }
+    }
+    m->idp_latency_sum_s += s;
+    m->idp_latency_count++;
+}
+
+/* A growing output buffer; on ENOMEM it stops growing and render returns NULL. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+__attribute__((format(printf, 2, 3))) static void out(struct sbuf *b, const char *fmt, ...)
+{
+    if (b->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+static void header(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+    out(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+#define SUM(field)                                                                                 \
+    ({                                                                                             \
+        uint64_t s_ = 0;                                                                           \
+        for (size_t i_ = 0; i_ < n; i_++)                                                          \
+            s_ += w[i_]->field;                                                                    \
+        s_;                                                                                        \
+    })
+
+static void render_decisions(struct sbuf *b, const struct metrics *const *w, size_t n)
+{
+    header(b, "phantom_decisions_total", "counter", "Decisions by HTTP status.");
+    for (int s = 0; s < MST__COUNT; s++)
+        out(b, "phantom_decisions_total{status=\"%d\"} %lu\n", status_codes[s],
+            (unsigned long)SUM(decisions[s]));
+}
+
+static void render_idp(struct sbuf *b, const struct metrics *const *w, size_t n, unsigned inflight)
+{
+    header(b, "phantom_idp_requests_total", "counter", "Introspection requests by outcome.");
+    for (int o = 0; o < MIDP__COUNT; o++)
+        out(b, "phantom_idp_requests_total{outcome=\"%s\"} %lu\n", idp_names[o],
+            (unsigned long)SUM(idp_requests[o]));
+    header(b, "phantom_idp_latency_seconds", "histogram", "Introspection latency.");
+    uint64_t cum = 0;
+    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+        cum += SUM(idp_latency_buckets[i]);
+        out(b, "phantom_idp_latency_seconds_bucket{le=\"%g\"} %lu\n", metrics_latency_bounds[i],
+            (unsigned long)cum);
+    }
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += w[i]->idp_latency_sum_s;
+    out(b, "phantom_idp_latency_seconds_bucket{le=\"+Inf\"} %lu\n",
+        (unsigned long)SUM(idp_latency_count));
+    out(b, "phantom_idp_latency_seconds_sum %.6f\n", sum);
+    out(b, "phantom_idp_latency_seconds_count %lu\n", (unsigned long)SUM(idp_latency_count));
+    header(b, "phantom_idp_inflight", "gauge", "Introspections in flight or queued.");
+    out(b, "phantom_idp_inflight %u\n", inflight);
+}
+
+static void render_cache(struct sbuf *b, const struct cache_stats *cs)
+{
+    header(b, "phantom_cache_lookups_total", "counter", "Cache lookups by result.");
+    out(b, "phantom_cache_lookups_total{result=\"hit\"} %lu\n", (unsigned long)cs->hits);
+    out(b, "phantom_cache_lookups_total{result=\"negative\"} %lu\n",
+        (unsigned long)cs->negative_hits);
+    out(b, "phantom_cache_lookups_total{result=\"miss\"} %lu\n", (unsigned long)cs->misses);
+    out(b, "phantom_cache_lookups_total{result=\"coalesced\"} %lu\n",
+        (unsigned long)cs->coalesced);
+    header(b, "phantom_cache_evictions_total", "counter", "Entries evicted to stay in budget.");
+    out(b, "phantom_cache_evictions_total %lu\n", (unsigned long)cs->evictions);
+    header(b, "phantom_cache_expirations_total", "counter", "Entries dropped at expiry.");
+    out(b, "phantom_cache_expirations_total %lu\n", (unsigned long)cs->expirations);
+    header(b, "phantom_cache_entries", "gauge", "Entries in the cache.");
+    out(b, "phantom_cache_entries %zu\n", cs->entries);
+    header(b, "phantom_cache_bytes", "gauge", "Bytes held by the cache.");
+    out(b, "phantom_cache_bytes %zu\n", cs->bytes);
+}
+
+static void render_spop(struct sbuf *b, const struct metrics *const *w, size_t n)
+{
+    header(b, "phantom_spop_connections_total", "counter", "SPOP connections accepted.");
+    out(b, "phantom_spop_connections_total %lu\n", (unsigned long)SUM(spop_connections_total));
+    header(b, "phantom_spop_connections", "gauge", "SPOP connections open.");
+    out(b, "phantom_spop_connections %lu\n", (unsigned long)SUM(spop_connections_open));
+    header(b, "phantom_spop_frames_total", "counter", "SPOP frames by direction.");
+    out(b, "phantom_spop_frames_total{direction=\"in\"} %lu\n", (unsigned long)SUM(spop_frames_in));
+    out(b, "phantom_spop_frames_total{direction=\"out\"} %lu\n",
+        (unsigned long)SUM(spop_frames_out));
+    header(b, "phantom_spop_errors_total", "counter", "SPOP connections ended by an error.");
+    out(b, "phantom_spop_errors_total %lu\n", (unsigned long)SUM(spop_errors));
+    header(b, "phantom_ack_too_big_total", "counter", "JWTs too large for the frame (502).");
+    out(b, "phantom_ack_too_big_total %lu\n", (unsigned long)SUM(ack_too_big));
+}
+
+char *metrics_render(const struct metrics *const *w, size_t n, const struct cache_stats *cs,
+                     unsigned inflight)
+{
+    struct sbuf b = {.cap = 4096};
+    b.p = malloc(b.cap);
+    if (!b.p)
+        return NULL;
+    render_decisions(&b, w, n);
+    render_idp(&b, w, n, inflight);
+    render_cache(&b, cs);
+    render_spop(&b, w, n);
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}

@@ -1,0 +1,342 @@
+#!/usr/bin/python3
+"""A controllable RFC 7662 token introspection server for tests, the demo and benchmarks.
+
+POST /introspect (form: token=...) answers like a Phantom Token identity server:
+  - registered, unexpired token -> 200 application/jwt, an unsigned but well-formed JWT;
+    with "Accept: application/json" (or the token's behaviour "keycloak": true) Keycloak-style
+    JSON instead: {"active": true, <claims>, "jwt": "<JWT>"};
+  - anything else -> 200 application/json {"active": false}.
+Client authentication (when --client-id is given): client_secret_basic (RFC 6749 2.3.1: id and
+secret form-urlencoded, then base64) or client_secret_post; wrong or missing -> 401.
+
+Control API (JSON, loopback clients only), so tests can script the server:
+  POST /_control/tokens  {"token", "sub", "scope", "client_id", "exp_in", "claims", "behaviour"}
+       behaviour: status, content_type, body, delay_ms, jwt_size, cache_control, keycloak
+  POST /_control/reset   forget tokens (demo tokens come back), counters, mode
+  GET  /_control/stats   {"calls", "per_token": {sha256-prefix: n}, "max_concurrent", "in_flight"}
+  POST /_control/mode    a behaviour applied to every introspection ({"status": 500},
+                         {"delay_ms": 3000}); {} clears it
+
+Tokens never appear in the logs (only a 12-hex-digit SHA-256 prefix), except in --demo's banner.
+Standard library only.
+"""
+
+import argparse
+import base64
+import hashlib
+import ipaddress
+import json
+import os
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ISSUER = "https://idp.example.test"
+AUDIENCE = "api.example.test"
+DEFAULT_CLIENT_ID = "api-client"
+
+# Fixed so that the demo script and users can paste them; only registered with --demo.
+DEMO_TOKENS = {
+    "demo-7e1f2a9c4b8d43f0a6c5e2d1b0f9a8c7": {
+        "sub": "alice", "scope": "openid read", "claims": {"name": "Alice Example"}},
+    "demo-admin-3c9b5d7e1f2a4b6c8d0e1f2a3b4c5d6e": {
+        "sub": "bob", "scope": "openid read admin", "claims": {"name": "Bob Admin"}},
+}
+
+
+def token_id(token):
+    """What identifies a token in logs and stats: the same 12-hex prefix the agent logs."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class State:
+    """Everything the control API changes; one lock guards it all (the server is threaded)."""
+
+    def __init__(self, demo):
+        self.lock = threading.Lock()
+        self.demo = demo
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.tokens = {}
+            self.mode = {}
+            self.calls = 0
+            self.per_token = {}
+            self.in_flight = 0
+            self.max_concurrent = 0
+            if self.demo:
+                for tok, spec in DEMO_TOKENS.items():
+                    self.tokens[tok] = self._entry(dict(spec, exp_in=3600))
+
+    @staticmethod
+    def _entry(spec):
+        now = int(time.time())
+        return {
+            "sub": spec.get("sub", "user"),
+            "scope": spec.get("scope", "openid"),
+            "client_id": spec.get("client_id", "web-client"),
+            "exp": now + int(spec.get("exp_in", 300)),
+            "iat": now,
+            "claims": dict(spec.get("claims") or {}),
+            "behaviour": dict(spec.get("behaviour") or {}),
+        }
+
+    def register(self, spec):
+        token = spec["token"]
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        with self.lock:
+            self.tokens[token] = self._entry(spec)
+
+    def begin_call(self, token):
+        with self.lock:
+            self.calls += 1
+            if token is not None:
+                tid = token_id(token)
+                self.per_token[tid] = self.per_token.get(tid, 0) + 1
+            self.in_flight += 1
+            self.max_concurrent = max(self.max_concurrent, self.in_flight)
+            entry = self.tokens.get(token) if token is not None else None
+            return (dict(entry) if entry else None), dict(self.mode)
+
+    def end_call(self):
+        with self.lock:
+            self.in_flight -= 1
+
+    def stats(self):
+        with self.lock:
+            return {"calls": self.calls, "per_token": dict(self.per_token),
+                    "max_concurrent": self.max_concurrent, "in_flight": self.in_flight}
+
+
+def make_jwt(entry, jwt_size=None):
+    """An unsigned-but-well-formed compact JWS: real JSON header and payload, random signature."""
+    header = {"alg": "RS256", "kid": "test", "typ": "JWT"}
+    payload = {
+        "iss": ISSUER, "aud": AUDIENCE, "sub": entry["sub"], "client_id": entry["client_id"],
+        "scope": entry["scope"], "exp": entry["exp"], "iat": entry["iat"],
+        "jti": b64url(os.urandom(12)),
+    }
+    payload.update(entry["claims"])
+    signature = b64url(os.urandom(256))
+
+    def build(p):
+        return ".".join([b64url(json.dumps(header, separators=(",", ":")).encode()),
+                         b64url(json.dumps(p, separators=(",", ":")).encode()), signature])
+
+    jwt = build(payload)
+    if jwt_size and jwt_size > len(jwt):
+        # Pad with a claim; base64 turns 3 bytes into 4 characters, so aim and then trim exactly.
+        pad = (jwt_size - len(jwt) - 16) * 3 // 4
+        payload["pad"] = "x" * max(pad, 0)
+        jwt = build(payload)
+        while len(jwt) > jwt_size and payload["pad"]:
+            payload["pad"] = payload["pad"][:-1]
+            jwt = build(payload)
+    return jwt, payload
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every answer carries Content-Length
+    server_version = "test-idp/1"
+    # Headers and body are written separately: without TCP_NODELAY, Nagle + delayed ACK add
+    # 40 ms to every answer on loopback.
+    disable_nagle_algorithm = True
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def log_message(self, fmt, *args):  # noqa: N802 (stdlib name); paths never carry tokens
+        if self.server.verbose:
+            sys.stderr.write("idp: %s %s\n" % (self.address_string(), fmt % args))
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, status, body, content_type="application/json", extra=None):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _from_loopback(self):
+        try:
+            return ipaddress.ip_address(self.client_address[0]).is_loopback
+        except ValueError:
+            return False
+
+    # --- routing --------------------------------------------------------------------------------
+
+    def do_GET(self):  # noqa: N802
+        if self.path == "/_control/stats" and self._from_loopback():
+            self._send(200, self.server.state.stats())
+        elif self.path == "/healthz":
+            self._send(200, {"ok": True})
+        else:
+            self._send(404, {"error": "not_found"})
+
+    def do_POST(self):  # noqa: N802
+        body = self._body()
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/introspect":
+            self._introspect(body)
+        elif path.startswith("/_control/") and self._from_loopback():
+            self._control(path, body)
+        else:
+            self._send(404, {"error": "not_found"})
+
+    # --- control API ----------------------------------------------------------------------------
+
+    def _control(self, path, body):
+        state = self.server.state
+        try:
+            doc = json.loads(body or b"{}")
+            if path == "/_control/tokens":
+                state.register(doc)
+            elif path == "/_control/reset":
+                state.reset()
+            elif path == "/_control/mode":
+                with state.lock:
+                    state.mode = dict(doc)
+            else:
+                self._send(404, {"error": "not_found"})
+                return
+        except (ValueError, KeyError, TypeError) as e:
+            self._send(400, {"error": str(e)})
+            return
+        self._send(200, {"ok": True})
+
+    # --- introspection --------------------------------------------------------------------------
+
+    def _client_ok(self, form):
+        """client_secret_basic or client_secret_post, when the server was given credentials."""
+        srv = self.server
+        if srv.client_id is None:
+            return True
+        auth = self.headers.get("Authorization", "")
+        if auth[:6].lower() == "basic ":
+            try:
+                raw = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+                cid, _, secret = raw.partition(":")
+                cid, secret = urllib.parse.unquote_plus(cid), urllib.parse.unquote_plus(secret)
+            except (ValueError, UnicodeDecodeError):
+                return False
+        else:
+            cid = form.get("client_id", [None])[0]
+            secret = form.get("client_secret", [None])[0]
+        return cid == srv.client_id and secret == srv.client_secret
+
+    def _introspect(self, body):
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        token = form.get("token", [None])[0]
+        entry, mode = self.server.state.begin_call(token)
+        try:
+            behaviour = dict((entry or {}).get("behaviour") or {})
+            behaviour.update(mode)  # a global mode wins over per-token behaviour
+            delay = behaviour.get("delay_ms")
+            if delay:
+                time.sleep(float(delay) / 1000.0)
+            if not self._client_ok(form):
+                self._send(401, {"error": "invalid_client"},
+                           extra={"WWW-Authenticate": 'Basic realm="introspection"'})
+            elif behaviour.get("status") is not None:
+                self._send(int(behaviour["status"]),
+                           behaviour.get("body", '{"error":"simulated"}'),
+                           behaviour.get("content_type", "application/json"))
+            elif token is None:
+                self._send(400, {"error": "invalid_request"})
+            else:
+                self._answer(entry, behaviour)
+        finally:
+            self.server.state.end_call()
+
+    def _answer(self, entry, behaviour):
+        extra = {}
+        if behaviour.get("cache_control"):
+            extra["Cache-Control"] = behaviour["cache_control"]
+        if entry is None or entry["exp"] <= time.time():
+            self._send(200, {"active": False}, extra=extra)
+            return
+        jwt, claims = make_jwt(entry, behaviour.get("jwt_size"))
+        accept = self.headers.get("Accept", "")
+        keycloak = behaviour.get("keycloak") or (
+            "application/json" in accept and "application/jwt" not in accept)
+        if keycloak:
+            doc = {"active": True, "token_type": "Bearer"}
+            doc.update(claims)
+            doc["jwt"] = jwt
+            self._send(200, doc, extra=extra)
+        else:
+            self._send(200, jwt, behaviour.get("content_type", "application/jwt"), extra=extra)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many agent connections at once in the load tests
+    allow_reuse_address = True
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port (printed as READY <port>)")
+    p.add_argument("--port-file", help="write the port there once listening")
+    p.add_argument("--client-id", help="require this client (with --secret-file); default: no auth")
+    p.add_argument("--secret-file", help="file holding the client secret")
+    p.add_argument("--demo", action="store_true", help="pre-register the demo tokens")
+    p.add_argument("--verbose", action="store_true", help="log every request (never tokens)")
+    args = p.parse_args(argv)
+    if args.secret_file and not args.client_id:
+        args.client_id = DEFAULT_CLIENT_ID
+    if args.client_id and not args.secret_file:
+        p.error("--client-id needs --secret-file")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    srv = Server((args.host, args.port), Handler)
+    srv.state = State(args.demo)
+    srv.verbose = args.verbose
+    srv.client_id = args.client_id
+    srv.client_secret = None
+    if args.secret_file:
+        with open(args.secret_file, encoding="utf-8") as f:
+            srv.client_secret = f.read().rstrip("\r\n")
+    port = srv.server_address[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write("%d\n" % port)
+        os.replace(tmp, args.port_file)  # readers never see a half-written file
+    if args.demo:
+        sys.stderr.write("idp: demo tokens (opaque access tokens to send as Bearer):\n")
+        for tok, spec in DEMO_TOKENS.items():
+            sys.stderr.write("idp:   %s  sub=%s scope=%r\n" % (tok, spec["sub"], spec["scope"]))
+    print("READY %d" % port, flush=True)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
