@@ -34,7 +34,6 @@ struct pending {
 struct flight {
     struct agent *agent;
     struct cache_key key;
-    char token_id[13];
 };
 
 /* The arguments of the message, borrowed from the frame. */
@@ -200,20 +199,16 @@ static void on_introspected(void *ud, struct token_info *ti, double latency_ms)
     struct flight *fl = ud;
     struct agent *a = fl->agent;
     metrics_observe_idp(&a->metrics, ti->outcome, latency_ms);
-    log_debug("introspection token=%s outcome=%d (%s) in %.1f ms", fl->token_id, ti->outcome,
-              ti->reason ? ti->reason : "-", latency_ms);
     cache_resolve(a->cache, &fl->key, ti);
     free(fl);
 }
 
-static void start_flight(struct agent *a, const struct cache_key *k, const char *tok, size_t len,
-                         const char *token_id)
+static void start_flight(struct agent *a, const struct cache_key *k, const char *tok, size_t len)
 {
     struct flight *fl = malloc(sizeof(*fl));
     if (fl) {
         fl->agent = a;
         fl->key = *k;
-        memcpy(fl->token_id, token_id, sizeof(fl->token_id));
     }
     if (fl && introspector_start(a->idp, tok, len, on_introspected, fl) == 0)
         return;
@@ -278,8 +273,9 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
                          const struct request *r, struct decision_input *in, const char *tok,
                          size_t len)
 {
-    char token_id[13];
-    log_token_id(tok, len, token_id);
+    char token_id[13] = "-";
+    if (a->cfg->access_log) /* a SHA-256 per request only when someone reads it */
+        log_token_id(tok, len, token_id);
     struct pending *p = pending_take(a);
     if (!p || pending_keep_args(p, r) < 0) {
         if (p)
@@ -325,7 +321,7 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     struct cache_key key = p->key; /* p may be gone once the flight resolves */
     pending_link(p, c);
     if (found == CACHE_LEAD)
-        start_flight(a, &key, tok, len, token_id);
+        start_flight(a, &key, tok, len);
 }
 
 void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f)

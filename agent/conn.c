@@ -173,13 +173,10 @@ void conn_disconnect(struct conn *c, int status, const char *message)
     }
     struct spop_writer w;
     conn_begin(c, &w);
-    spop_frame_begin(&w, SPOP_FRM_AGENT_DISCON, SPOP_FLAG_FIN, 0, 0);
-    spop_put_kv_uint32(&w, "status-code", (uint32_t)status);
-    spop_put_kv_str(&w, "message", message, strlen(message));
-    int rc = spop_frame_end(&w, c->max_frame);
+    w.len = spop_encode_agent_disconnect(w.buf, w.cap, (uint32_t)status, message);
     c->state = CONN_CLOSING;
     ev_io_stop(c->agent->loop, &c->rio);
-    if (rc < 0 || conn_commit(c, &w) < 0) {
+    if (w.len == 0 || conn_commit(c, &w) < 0) {
         conn_close_soon(c);
         return;
     }
@@ -212,11 +209,8 @@ static void conn_on_hello(struct conn *c, const struct spop_frame *f)
 
     struct spop_writer w;
     conn_begin(c, &w);
-    spop_frame_begin(&w, SPOP_FRM_AGENT_HELLO, SPOP_FLAG_FIN, 0, 0);
-    spop_put_kv_str(&w, "version", "2.0", 3);
-    spop_put_kv_uint32(&w, "max-frame-size", c->max_frame);
-    spop_put_kv_str(&w, "capabilities", "pipelining", 10);
-    if (spop_frame_end(&w, c->max_frame) < 0 || conn_commit(c, &w) < 0) {
+    w.len = spop_encode_agent_hello(w.buf, w.cap, c->max_frame, "pipelining");
+    if (w.len == 0 || conn_commit(c, &w) < 0) {
         conn_close_soon(c);
         return;
     }

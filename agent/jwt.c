@@ -138,7 +138,6 @@ static int read_exp(json_t *payload, int64_t *exp)
     json_t *v = json_object_get(payload, "exp");
     if (!v || json_is_null(v))
         return 0;
-    double d;
     if (json_is_integer(v)) {
         json_int_t i = json_integer_value(v);
         if (i < 0 || i > JWT_MAX_EXP)
@@ -148,7 +147,7 @@ static int read_exp(json_t *payload, int64_t *exp)
     }
     if (!json_is_real(v))
         return -1;
-    d = json_real_value(v);
+    double d = json_real_value(v);
     if (!isfinite(d) || d < 0 || d > (double)JWT_MAX_EXP)
         return -1;
     *exp = (int64_t)d;

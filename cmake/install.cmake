@@ -59,6 +59,7 @@ set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_LICENSE "Apache-2.0")
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "libev4, libcurl4, libjansson4, libssl3, libmicrohttpd12")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "haproxy")
+set(CPACK_STRIP_FILES ON)
 # dpkg keeps local edits of these on upgrade (and asks).
 set(PTA_DEB_CONFFILES "${CMAKE_BINARY_DIR}/deb-control/conffiles")
 file(WRITE ${PTA_DEB_CONFFILES}

@@ -11,7 +11,8 @@
 #   BENCH_BUILD_DIR=DIR        where to build (default: <repo>/build-bench)
 #   BENCH_THREADS=1 BENCH_CONNECTIONS=50 BENCH_DURATION=10s BENCH_WARMUP=3s
 #                              wrk settings, the same for every throughput row
-#   BENCH_LAT_DURATION=5s      the two latency rows (1 connection, unloaded)
+#   BENCH_LAT_DURATION=5s BENCH_LAT_ROUNDS=3   the two latency rows (1 connection, unloaded),
+#                              alternated LAT_ROUNDS times; the table shows the medians
 #   BENCH_NTOKENS=10000        distinct tokens of the "many tokens" row
 #   BENCH_COALESCE_N=1000 BENCH_COALESCE_DELAY_MS=200   the coalescing row
 #   BENCH_JWT_SIZE=900         bytes of the JWT the IdP stub returns
@@ -28,6 +29,7 @@ CONNS=${BENCH_CONNECTIONS:-50}
 DURATION=${BENCH_DURATION:-10s}
 WARMUP=${BENCH_WARMUP:-3s}
 LAT_DURATION=${BENCH_LAT_DURATION:-5s}
+LAT_ROUNDS=${BENCH_LAT_ROUNDS:-3}
 NTOKENS=${BENCH_NTOKENS:-10000}
 COALESCE_N=${BENCH_COALESCE_N:-1000}
 COALESCE_DELAY_MS=${BENCH_COALESCE_DELAY_MS:-200}
@@ -123,33 +125,39 @@ start_ready() { # name, cmd...
 BACKEND_PORT=$(free_port)
 BENCH_BACKEND_BIND=127.0.0.1:$BACKEND_PORT "${aux[@]}" "$HAPROXY" -db -f "$HERE/haproxy-backend.cfg" \
   >"$WORK/backend.log" 2>&1 &
-PIDS+=($!); wait_port "$BACKEND_PORT" backend $!
+PIDS+=($!); BACKEND_PID=$!; wait_port "$BACKEND_PORT" backend $!
 
 STUB_PORT=$(start_ready stub "${aux[@]}" $PY "$HERE/idp_stub.py" --port 0 --jwt-size "$JWT_SIZE")
 STUB=http://127.0.0.1:$STUB_PORT
+STUB_PID=${PIDS[-1]}
 
 AGENT_PORT=$(free_port)
 "${sut[@]}" "$AGENT" --listen "127.0.0.1:$AGENT_PORT" --log-level warn --client-auth none \
   --introspection-url "$STUB/introspect" >"$WORK/agent.log" 2>&1 &
-PIDS+=($!); wait_port "$AGENT_PORT" agent $!
+PIDS+=($!); AGENT_PID=$!; wait_port "$AGENT_PORT" agent $!
 
 PLAIN_PORT=$(free_port)
 PHANTOM_BIND=127.0.0.1:$PLAIN_PORT PHANTOM_BACKEND=127.0.0.1:$BACKEND_PORT \
   "${sut[@]}" "$HAPROXY" -db -f "$HERE/haproxy-plain.cfg" >/dev/null 2>"$WORK/haproxy-plain.log" &
-PIDS+=($!); wait_port "$PLAIN_PORT" haproxy-plain $!
+PIDS+=($!); PLAIN_PID=$!; wait_port "$PLAIN_PORT" haproxy-plain $!
 
 PROXY_PORT=$(free_port)
 PHANTOM_BIND=127.0.0.1:$PROXY_PORT PHANTOM_BACKEND=127.0.0.1:$BACKEND_PORT \
   PHANTOM_AGENT=127.0.0.1:$AGENT_PORT PHANTOM_SPOE_CONF=$REPO/spoe/phantom-token.conf \
   "${sut[@]}" "$HAPROXY" -db -f "$REPO/haproxy-conf/haproxy.cfg" >/dev/null \
   2>"$WORK/haproxy-agent.log" &
-PIDS+=($!); wait_port "$PROXY_PORT" haproxy-agent $!
+PIDS+=($!); PROXY_PID=$!; wait_port "$PROXY_PORT" haproxy-agent $!
 
 PLAIN_URL=http://127.0.0.1:$PLAIN_PORT/api/bench
 PROXY_URL=http://127.0.0.1:$PROXY_PORT/api/bench
 
 stub_post() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary "$2" "$STUB$1"; }
 stub_calls() { curl -sf "$STUB/_control/stats" | $PY -c 'import json,sys; print(json.load(sys.stdin)["calls"])'; }
+
+cpu_snap() {
+  $PY "$HERE/cpustat.py" haproxy-plain="$PLAIN_PID" haproxy-agent="$PROXY_PID" agent="$AGENT_PID" \
+    backend="$BACKEND_PID" idp-stub="$STUB_PID"
+}
 
 RUN_ID=$(date +%s)-$$
 TOKEN=bench-one-$RUN_ID
@@ -178,11 +186,14 @@ wrk_row() {
   fi
   local before after
   before=$(stub_calls)
+  cpu_snap >"$WORK/$key.cpu0"
   "${aux[@]}" wrk -t"$THREADS" -c"$conns" -d"$dur" --latency "${sargs[@]}" "$url" >"$WORK/$key.wrk"
+  cpu_snap >"$WORK/$key.cpu1"
   after=$(stub_calls)
-  $PY - "$WORK/$key.wrk" "$key" "$name" $((after - before)) >>"$RESULTS" <<'EOF'
-import re, sys
-path, key, name, calls = sys.argv[1:5]
+  $PY - "$WORK/$key.wrk" "$key" "$name" $((after - before)) "$WORK/$key.cpu0" "$WORK/$key.cpu1" \
+    >>"$RESULTS" <<'EOF'
+import json, re, sys
+path, key, name, calls, c0, c1 = sys.argv[1:7]
 text = open(path).read()
 def ms(v, unit):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
@@ -194,9 +205,19 @@ bad = int(m.group(1)) if m else 0
 m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
 if m:
     bad += sum(int(x) for x in m.groups())
-print("\t".join([key, name, "%.1f" % rps, "%.3f" % lat["50"], "%.3f" % lat["99"], calls, str(bad), str(reqs)]))
+a, b = json.load(open(c0)), json.load(open(c1))
+cpu = {}
+for n in b["cpus"]:
+    busy, total = (b["cpus"][n][i] - a["cpus"][n][i] for i in (0, 1))
+    cpu[n] = round(100.0 * busy / total, 1) if total else 0.0
+per_req = {}
+for n, t in b["procs"].items():
+    if t is not None and a["procs"].get(n) is not None:
+        per_req[n] = round((t - a["procs"][n]) / b["hz"] * 1e6 / max(reqs, 1), 2)
+print("\t".join([key, name, "%.1f" % rps, "%.3f" % lat["50"], "%.3f" % lat["99"], calls, str(bad),
+                 str(reqs), json.dumps({"cpu": cpu, "us_per_req": per_req})]))
 EOF
-  log "$(tail -1 "$RESULTS" | cut -f2-)"
+  log "$(tail -1 "$RESULTS" | cut -f2-8)"
 }
 
 log "$PIN_NOTE"
@@ -243,34 +264,67 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 name = "HAProxy + agent, %s concurrent, one new token (IdP +%s ms)" % (sys.argv[3], sys.argv[4])
 print("\t".join(["coalesce", name, "%.1f" % d["req_per_s"], "%.3f" % d["p50_ms"],
-                 "%.3f" % d["p99_ms"], sys.argv[2], str(d["requests"] - d["ok"]), str(d["requests"])]))
+                 "%.3f" % d["p99_ms"], sys.argv[2], str(d["requests"] - d["ok"]), str(d["requests"]), "{}"]))
 EOF
-log "$(tail -1 "$RESULTS" | cut -f2-)"
+log "$(tail -1 "$RESULTS" | cut -f2-8)"
 stub_post /_control/mode '{}'
 
-# 6. Latency without load (one connection): what the agent adds to one request.
-wrk_row "HAProxy plain proxy, 1 connection" lat_plain "$PLAIN_URL" "" 1 "$LAT_DURATION" 1s
-wrk_row "HAProxy + agent, one token, cached, 1 connection" lat_one "$PROXY_URL" token-one.lua 1 "$LAT_DURATION" 1s
+# 6. Latency without load (one connection): what the agent adds to one request. Tails are what
+# this noisy machine disturbs most, so the two alternate for LAT_ROUNDS rounds and the table shows
+# the median of each figure.
+for r in $(seq 1 "$LAT_ROUNDS"); do
+  wrk_row "HAProxy plain proxy, 1 connection" "lat_plain.$r" "$PLAIN_URL" "" 1 "$LAT_DURATION" 1s
+  wrk_row "HAProxy + agent, one token, cached, 1 connection" "lat_one.$r" "$PROXY_URL" token-one.lua 1 \
+    "$LAT_DURATION" 1s
+done
 
 # ---- micro-benchmarks ----------------------------------------------------------------------------
 MICRO_OUT=$WORK/micro.txt
 : >"$MICRO_OUT"
 if [ "$MICRO" = 1 ]; then
   log "micro-benchmarks"
-  if [ -x "$BUILD/bench_decision" ]; then
-    "${sut[@]}" "$BUILD/bench_decision" 1000000 >"$WORK/bench_decision.txt" 2>&1 || true
+  if [ -x "$BUILD/tests/bench_decision" ]; then
+    "${sut[@]}" "$BUILD/tests/bench_decision" 1000000 >"$WORK/bench_decision.txt" 2>&1 || true
     BENCH_BUILD_DIR=$BUILD "$HERE/run-callgrind.sh" >"$WORK/callgrind.txt" 2>&1 || true
   fi
-  if [ -x "$BUILD/bench_cache" ]; then
-    "${sut[@]}" "$BUILD/bench_cache" >"$WORK/bench_cache.txt" 2>&1 || true
+  if [ -x "$BUILD/tests/bench_cache" ]; then
+    "${sut[@]}" "$BUILD/tests/bench_cache" >"$WORK/bench_cache.txt" 2>&1 || true
   fi
 fi
 
 # ---- the table -----------------------------------------------------------------------------------
 $PY - "$RESULTS" "$WORK" "$PIN_NOTE" "$THREADS" "$CONNS" "$DURATION" "$JWT_SIZE" <<'EOF'
-import os, re, sys
+import json, os, re, sys
 results, work, pin, threads, conns, duration, jwt_size = sys.argv[1:8]
 rows = [l.rstrip("\n").split("\t") for l in open(results) if l.strip()]
+
+# Rounds ("lat_plain.1", "lat_plain.2", ...) collapse into one row of medians.
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+merged, groups = [], {}
+for r in rows:
+    base = r[0].split(".")[0]
+    if base != r[0]:
+        if base not in groups:
+            groups[base] = []
+            merged.append(base)
+        groups[base].append(r)
+    else:
+        merged.append(r)
+rows = []
+for m in merged:
+    if isinstance(m, list):
+        rows.append(m)
+        continue
+    g = groups[m]
+    name = g[0][1] + " (median of %d)" % len(g)
+    cpu = {"cpu": {}, "us_per_req": {}}
+    for part in ("cpu", "us_per_req"):
+        for k in json.loads(g[0][8])[part]:
+            cpu[part][k] = median([json.loads(x[8])[part].get(k) or 0.0 for x in g])
+    rows.append([m, name] + ["%.3f" % median([float(x[i]) for x in g]) for i in (2, 3, 4)] +
+                [str(sum(int(x[i]) for x in g)) for i in (5, 6, 7)] + [json.dumps(cpu)])
 by = {r[0]: r for r in rows}
 ceiling = float(by["plain"][2])
 print()
@@ -279,7 +333,7 @@ print("phantom-token-agent benchmark: wrk -t%s -c%s -d%s, JWT %s bytes; %s"
 print()
 hdr = ["row", "req/s", "p50", "p99", "IdP calls", "ratio to ceiling"]
 table = []
-for key, name, rps, p50, p99, calls, bad, reqs in rows:
+for key, name, rps, p50, p99, calls, bad, reqs, _ in rows:
     ratio = "n/a" if key == "coalesce" else "%.2f" % (float(rps) / ceiling)
     if key == "lat_one":
         ratio = "%.2f" % (float(rps) / float(by["lat_plain"][2])) + " (of 1-conn plain)"
@@ -293,6 +347,26 @@ print(line(hdr))
 print("|" + "|".join("-" * (x + 2) for x in w) + "|")
 for r in table:
     print(line(r))
+
+print()
+print("Where the CPU went during each wrk run: busy % of each CPU, and CPU microseconds per request")
+print("of each process (user + system, from /proc; 10 ms tick resolution).")
+print()
+procs = ["haproxy-plain", "haproxy-agent", "agent", "backend", "idp-stub"]
+ct = []
+for r in rows:
+    if r[0] == "coalesce":
+        continue
+    info = json.loads(r[8])
+    cpus = " ".join("%s %5.1f%%" % (c, v) for c, v in sorted(info["cpu"].items()))
+    ct.append([r[1], cpus] + ["%.2f" % info["us_per_req"][p] if info["us_per_req"].get(p) else "-" for p in procs])
+ch = ["row", "CPU busy"] + [p + " us/req" for p in procs]
+cw = [max(len(ch[i]), *(len(x[i]) for x in ct)) for i in range(len(ch))]
+cl = lambda cells: "| " + " | ".join(c.ljust(cw[i]) if i < 2 else c.rjust(cw[i]) for i, c in enumerate(cells)) + " |"
+print(cl(ch))
+print("|" + "|".join("-" * (x + 2) for x in cw) + "|")
+for x in ct:
+    print(cl(x))
 
 def read(name):
     p = os.path.join(work, name)

@@ -190,6 +190,8 @@ static struct conn *fake_conn(struct agent *a, int fd)
     c->state = CONN_READY;
     c->max_frame = MAX_FRAME;
     snprintf(c->peer, sizeof(c->peer), "bench");
+    c->out_cap = 1 + SPOP_LEN_PREFIX + MAX_FRAME; /* what conn_begin() reserves, plus our byte */
+    c->out = malloc(c->out_cap);
     ev_io_init(&c->rio, NULL, fd, EV_READ);
     ev_io_init(&c->wio, NULL, fd, EV_WRITE);
     return c;

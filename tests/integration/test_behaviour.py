@@ -15,6 +15,13 @@ UNAUTHORIZED = {"code": "unauthorized_request",
 FORBIDDEN = {"code": "forbidden", "message": "The token does not contain the required scope"}
 
 
+def jwt_sub(authorization):
+    import base64
+    import json
+    payload = authorization[len("Bearer "):].split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+
+
 class BehaviourTest(harness.StackTestCase):
 
     @classmethod
@@ -92,7 +99,9 @@ class BehaviourTest(harness.StackTestCase):
     # --- malformed ------------------------------------------------------------------------------
 
     def test_malformed_bearer_400(self):
-        for value in ("Bearer a b", "Bearer", "Bearer ", "Bearer tok\"en", "Bearer " + "a" * 5000):
+        # (the 20000-byte one is refused by haproxy.cfg itself: it would not fit in a SPOP frame)
+        for value in ("Bearer a b", "Bearer", "Bearer ", "Bearer tok\"en", "Bearer " + "a" * 5000,
+                      "Bearer " + "a" * 20000):
             with self.subTest(value=value[:20]):
                 r = self.stack.request(headers=[("Authorization", value)])
                 self.assertDenied(r, 400, "invalid_request")
@@ -120,6 +129,35 @@ class BehaviourTest(harness.StackTestCase):
     def test_trailing_garbage_is_another_token(self):
         r = self.stack.get(self.token + "xyz")
         self.assertDenied(r, 401, "invalid_token")
+
+    def test_token_with_every_b64token_character(self):
+        # '+', '/' and '=' must be form-encoded in the introspection request, or the IdP sees
+        # another token
+        tok = self.stack.register("Az09-._~+/opaque+token/with==")
+        self.assertTrue(self.backend_auth(self.echo(self.stack.get(tok)))[0].startswith("Bearer "))
+
+    def test_token_length_limit(self):
+        longest = self.stack.register("L" * 4096)
+        self.echo(self.stack.get(longest))
+        self.assertDenied(self.stack.get("L" * 4097), 400, "invalid_request")
+
+    def test_concurrent_distinct_tokens_get_their_own_jwt(self):
+        """60 tokens at once over pipelined SPOP connections: no answer goes to the wrong request."""
+        import threading
+        toks = [self.stack.register("opaque-distinct-%03d-dddd" % i, sub="user-%03d" % i)
+                for i in range(60)]
+        subs = {}
+
+        def run(i):
+            r = self.stack.get(toks[i])
+            subs[i] = (r.status, jwt_sub(self.backend_auth(r.json())[0]) if r.status == 200 else None)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(60)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(subs, {i: (200, "user-%03d" % i) for i in range(60)})
 
     def test_expired_at_idp_401(self):
         tok = self.stack.register("opaque-behaviour-expired-0003", exp_in=-10)

@@ -46,6 +46,19 @@ class IdpFailuresTest(harness.StackTestCase):
                               body="<html>login</html>")
         self.assertServerError(self.stack.get(tok), 502)
 
+    def test_active_without_jwt_gives_502(self):
+        tok = self.token_with("nojwt", status=200, content_type="application/json",
+                              body='{"active": true, "sub": "x", "scope": "read"}')
+        self.assertServerError(self.stack.get(tok), 502)
+
+    def test_204_is_inactive(self):
+        tok = self.token_with("204", status=204, body="")
+        self.assertDenied(self.stack.get(tok), 401, "invalid_token")
+
+    def test_oversized_answer_gives_502(self):
+        tok = self.stack.register("opaque-idpfail-huge-0005", behaviour={"jwt_size": 70000})
+        self.assertServerError(self.stack.get(tok), 502)
+
     def test_errors_are_not_cached(self):
         tok = self.token_with("nocache", status=503)
         self.assertEqual(self.stack.get(tok).status, 503)

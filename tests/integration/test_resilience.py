@@ -90,6 +90,50 @@ class ResilienceTest(harness.StackTestCase):
         self.assertLess(time.monotonic() - t0, 10)
         self.stack.wait_agent_up()
 
+    def test_z_garbage_peer_fails_closed(self):
+        """The agent replaced by something that does not speak SPOP (a protocol error for
+        HAProxy, while its health check still says UP): 503."""
+        self.stack.wait_agent_up()
+        self.stack.kill_agent()
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.stack.agent_port))
+        srv.listen(16)
+        stop = threading.Event()
+        spoe_hellos = []  # HAPROXY-HELLOs that were not health checks
+
+        def answer_garbage():
+            srv.settimeout(0.1)
+            while not stop.is_set():
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    continue
+                with c:
+                    c.settimeout(2)
+                    try:
+                        hello = c.recv(4096)
+                        if b"healthcheck" not in hello:
+                            spoe_hellos.append(hello)
+                        c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=answer_garbage)
+        t.start()
+        try:
+            self.assertFailedClosed(self.stack.get(self.good))
+        finally:
+            stop.set()
+            t.join(5)
+            srv.close()
+        self.stack.start_agent()
+        self.stack.wait_agent_up()
+        self.assertEqual(self.stack.get(self.good).status, 200)
+        # Informative: HAProxy really talked to the impostor unless a check marked it DOWN first.
+        if not spoe_hellos:
+            sys.stderr.write("(note: the health check marked the impostor DOWN first)\n")
+
     def test_z_hung_agent_times_out_503(self):
         """A stopped (hung) agent: the SPOE processing timeout (3s) answers 503."""
         self.stack.wait_agent_up()
@@ -108,6 +152,22 @@ class ResilienceTest(harness.StackTestCase):
         harness.wait_until(lambda: self.stack.get(self.good).status == 200, 15,
                            "recovery after SIGCONT", 0.2)
 
+
+class NoAgentTest(harness.StackTestCase):
+    """No agent at all, then something that does not speak SPOP: always 503, never forwarded."""
+
+    STACK_ARGS = {"start_agent": False}
+
+    def assertFailedClosed(self, r):
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json(), SERVER_ERROR)  # ours, not the echo backend's answer
+
+    def test_agent_never_started(self):
+        self.stack.secrets.add("opaque-noagent-0001")
+        for _ in range(2):
+            self.assertFailedClosed(self.stack.get("opaque-noagent-0001"))
+        self.assertFailedClosed(self.stack.get(None))
+        self.assertEqual(self.stack.idp_calls(), 0)
 
 if __name__ == "__main__":
     harness.run()
