@@ -248,8 +248,7 @@ static void request_from_message(const struct spop_message *m, struct request *r
     r->realm = arg_str(m, "realm");
 }
 
-static enum bearer_result parse_credentials(const struct request *r, const char **tok,
-                                            size_t *len)
+static enum bearer_result parse_credentials(const struct request *r, const char **tok, size_t *len)
 {
     const struct spop_value *v = r->auth;
     if (!v || (v->type != SPOP_DATA_STR && v->type != SPOP_DATA_BIN))
@@ -402,8 +401,7 @@ void agent_conn_idle(struct agent *a, struct conn *c)
         conn_disconnect(c, SPOP_ST_NORMAL, "agent shutting down");
 }
 
-int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg,
-               struct cache *cache)
+int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, struct cache *cache)
 {
     memset(a, 0, sizeof(*a));
     a->loop = loop;

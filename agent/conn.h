@@ -44,8 +44,8 @@ struct conn {
 /* Takes ownership of fd (already non-blocking). NULL on ENOMEM (fd closed). */
 struct conn *conn_new(struct agent *a, int fd, const char *peer);
 
-/* Opens a frame in the output queue with room for a whole max_frame frame. Every call is followed by
- * conn_commit() before anything else writes to the connection. */
+/* Opens a frame in the output queue with room for a whole max_frame frame. Every call is followed
+ * by conn_commit() before anything else writes to the connection. */
 void conn_begin(struct conn *c, struct spop_writer *w);
 /* Queues what w holds (when it did not overflow) and tries to send it at once. Returns 0, or -1 on
  * overflow (nothing queued). */

@@ -130,8 +130,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
                 log_warn("accept failed: %s", strerror(errno));
             return;
         }
@@ -157,7 +156,7 @@ struct listener *listener_new(struct agent *a, const char *addr, char *err, size
     l->agent = a;
     l->fd = -1;
     int rc = strncmp(addr, "unix:", 5) == 0 ? bind_unix(l, addr + 5, err, errlen)
-                                             : bind_tcp(l, addr, err, errlen);
+                                            : bind_tcp(l, addr, err, errlen);
     if (rc == 0 && listen(l->fd, SOMAXCONN) < 0) {
         snprintf(err, errlen, "listen: %s", strerror(errno));
         rc = -1;

@@ -78,8 +78,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     char out[2200];
     int n = snprintf(out, sizeof(out), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], line);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level], line);
     if (n > (int)sizeof(out))
         n = (int)sizeof(out);
     fwrite(out, 1, (size_t)n, stderr);

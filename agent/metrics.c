@@ -129,8 +129,7 @@ static void render_cache(struct sbuf *b, const struct cache_stats *cs)
     out(b, "phantom_cache_lookups_total{result=\"negative\"} %lu\n",
         (unsigned long)cs->negative_hits);
     out(b, "phantom_cache_lookups_total{result=\"miss\"} %lu\n", (unsigned long)cs->misses);
-    out(b, "phantom_cache_lookups_total{result=\"coalesced\"} %lu\n",
-        (unsigned long)cs->coalesced);
+    out(b, "phantom_cache_lookups_total{result=\"coalesced\"} %lu\n", (unsigned long)cs->coalesced);
     header(b, "phantom_cache_evictions_total", "counter", "Entries evicted to stay in budget.");
     out(b, "phantom_cache_evictions_total %lu\n", (unsigned long)cs->evictions);
     header(b, "phantom_cache_expirations_total", "counter", "Entries dropped at expiry.");

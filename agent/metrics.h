@@ -10,7 +10,14 @@
 #include "cache.h"
 
 enum metrics_status { MST_200, MST_400, MST_401, MST_403, MST_500, MST_502, MST_503, MST__COUNT };
-enum metrics_idp { MIDP_ACTIVE, MIDP_INACTIVE, MIDP_ERROR, MIDP_UNAVAIL, MIDP_UNKNOWN, MIDP__COUNT };
+enum metrics_idp {
+    MIDP_ACTIVE,
+    MIDP_INACTIVE,
+    MIDP_ERROR,
+    MIDP_UNAVAIL,
+    MIDP_UNKNOWN,
+    MIDP__COUNT
+};
 
 #define METRICS_LATENCY_BUCKETS 12
 
@@ -31,7 +38,8 @@ struct metrics {
 extern const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS];
 
 void metrics_count_decision(struct metrics *m, int http_status);
-void metrics_observe_idp(struct metrics *m, int outcome /* enum token_outcome */, double latency_ms);
+void metrics_observe_idp(struct metrics *m, int outcome /* enum token_outcome */,
+                         double latency_ms);
 
 /* Renders Prometheus text format (version 0.0.4) for the summed workers and the cache. Returns a
  * malloc'd NUL-terminated string, or NULL on ENOMEM. inflight: introspections in flight. */

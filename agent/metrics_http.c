@@ -84,8 +84,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, char 
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **ctx)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **ctx)
 {
     struct metrics_http *m = cls;
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)

@@ -32,8 +32,8 @@ struct token_info {
     size_t jwt_len;
     struct token_claims claims;
     /* Caching hints from the IdP's HTTP answer. */
-    int64_t max_age; /* Cache-Control max-age in seconds, or -1 when absent */
-    bool no_store;   /* Cache-Control: no-store */
+    int64_t max_age;    /* Cache-Control max-age in seconds, or -1 when absent */
+    bool no_store;      /* Cache-Control: no-store */
     const char *reason; /* static text for logs, e.g. "IdP answered 401"; never token data */
 };
 

@@ -105,15 +105,17 @@ wait_port() { # port, name, pid
   die "$2 does not listen on port $1"
 }
 
-# A "READY <port>" server (the IdP stub): prints the port.
+# A "READY <port>" server (the IdP stub): sets READY_PORT and READY_PID (not in a subshell, so
+# that cleanup() knows the process).
 start_ready() { # name, cmd...
   local name=$1; shift
   "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
   PIDS+=($!)
   local pid=$! i
+  READY_PID=$pid
   for i in $(seq 1 100); do
     if grep -q '^READY ' "$WORK/$name.out" 2>/dev/null; then
-      awk '/^READY /{print $2; exit}' "$WORK/$name.out"
+      READY_PORT=$(awk '/^READY /{print $2; exit}' "$WORK/$name.out")
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || die "$name exited: $(cat "$WORK/$name.log")"
@@ -127,9 +129,9 @@ BENCH_BACKEND_BIND=127.0.0.1:$BACKEND_PORT "${aux[@]}" "$HAPROXY" -db -f "$HERE/
   >"$WORK/backend.log" 2>&1 &
 PIDS+=($!); BACKEND_PID=$!; wait_port "$BACKEND_PORT" backend $!
 
-STUB_PORT=$(start_ready stub "${aux[@]}" $PY "$HERE/idp_stub.py" --port 0 --jwt-size "$JWT_SIZE")
+start_ready stub "${aux[@]}" $PY "$HERE/idp_stub.py" --port 0 --jwt-size "$JWT_SIZE"
+STUB_PORT=$READY_PORT STUB_PID=$READY_PID
 STUB=http://127.0.0.1:$STUB_PORT
-STUB_PID=${PIDS[-1]}
 
 AGENT_PORT=$(free_port)
 "${sut[@]}" "$AGENT" --listen "127.0.0.1:$AGENT_PORT" --log-level warn --client-auth none \

@@ -322,8 +322,15 @@ class Stack:
         p = Proc("haproxy", [HAPROXY, "-db", "-f", HAPROXY_CFG], self.tmpdir,
                  env=self.haproxy_environ())
         self.procs["haproxy"] = p
-        wait_until(lambda: p.check_alive() and port_open(self.haproxy_port)
-                   and os.path.exists(self.stats_socket), 15, "haproxy listening")
+        # The stats socket answers once every listener is bound; probing it instead of the
+        # frontend keeps "<BADREQ>" lines out of the access log.
+        wait_until(lambda: p.check_alive() and self._stats_answers(), 15, "haproxy ready")
+
+    def _stats_answers(self):
+        try:
+            return "Name: HAProxy" in self.haproxy_cmd("show info")
+        except OSError:
+            return False
 
     # --- HAProxy stats ------------------------------------------------------------------------
 
