@@ -268,6 +268,16 @@ static void fill_input(struct decision_input *in, const struct request *r, enum 
     in->now = now_seconds();
 }
 
+/* Answers 502 when memory runs out: the request fails closed and the agent carries on. */
+static void answer_oom(struct conn *c, const struct spop_frame *f, struct decision_input *in,
+                       const char *token_id)
+{
+    struct token_info *err = token_info_new(TOKEN_IDP_ERROR, "out of memory");
+    in->ti = err; /* NULL when even this fails: decide() answers 500 */
+    answer(c, f->stream_id, f->frame_id, in, token_id);
+    token_unref(err);
+}
+
 static void handle_token(struct agent *a, struct conn *c, const struct spop_frame *f,
                          const struct request *r, struct decision_input *in, const char *tok,
                          size_t len)
@@ -276,48 +286,38 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     if (a->cfg->access_log) /* a SHA-256 per request only when someone reads it */
         log_token_id(tok, len, token_id);
     struct pending *p = pending_take(a);
-    if (!p || pending_keep_args(p, r) < 0) {
-        if (p)
-            pending_free(p);
-        struct token_info *err = token_info_new(TOKEN_IDP_ERROR, "out of memory");
-        in->ti = err;
-        answer(c, f->stream_id, f->frame_id, in, token_id);
-        token_unref(err);
+    if (!p) {
+        answer_oom(c, f, in, token_id);
         return;
     }
     cache_key_of(a->cache, tok, len, &p->key);
+    struct cache_key key = p->key; /* p may be gone once its flight resolves */
     struct token_info *ti = NULL;
-    enum cache_lookup found = cache_lookup(a->cache, &p->key, &p->waiter, &ti);
-    switch (found) {
-    case CACHE_NOMEM:
-        in->ti = token_info_new(TOKEN_IDP_ERROR, "out of memory");
-        answer(c, f->stream_id, f->frame_id, in, token_id);
-        token_unref((struct token_info *)in->ti);
-        pending_free(p);
-        return;
-    case CACHE_HIT:
+    enum cache_lookup found = cache_lookup(a->cache, &key, &p->waiter, &ti);
+    if (found == CACHE_HIT) {
         in->ti = ti;
         in->cache = ti->outcome == TOKEN_ACTIVE ? "hit" : "negative";
         answer(c, f->stream_id, f->frame_id, in, token_id);
         token_unref(ti);
-        free(p->scopes);
-        free(p->realm);
         a->spare = p; /* reused by the next request: a hit allocates nothing */
         return;
-    case CACHE_LEAD:
-        p->cache_tag = "miss";
-        break;
-    case CACHE_JOINED:
-        p->cache_tag = "coalesced";
-        break;
+    }
+    if (found == CACHE_NOMEM || pending_keep_args(p, r) < 0) {
+        if (found != CACHE_NOMEM)
+            cache_cancel(a->cache, &key, &p->waiter);
+        answer_oom(c, f, in, token_id);
+        pending_free(p);
+        if (found == CACHE_LEAD) /* others may join this flight: it must still happen */
+            start_flight(a, &key, tok, len);
+        return;
     }
     /* Queued on the token's flight: answered from pending_done(). Linked before the flight starts
      * because a flight that cannot start resolves at once. */
+    p->cache_tag = found == CACHE_LEAD ? "miss" : "coalesced";
     p->stream_id = f->stream_id;
     p->frame_id = f->frame_id;
     p->auth_count = r->auth_count;
     memcpy(p->token_id, token_id, sizeof(token_id));
-    struct cache_key key = p->key; /* p may be gone once the flight resolves */
     pending_link(p, c);
     if (found == CACHE_LEAD)
         start_flight(a, &key, tok, len);

@@ -200,7 +200,7 @@ text = open(path).read()
 def ms(v, unit):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-lat = dict((p, ms(v, u)) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M))
+lat = dict((p, ms(v, u)) for p, v, u in re.findall(r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M))
 reqs = int(re.search(r"(\d+) requests in", text).group(1))
 m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 bad = int(m.group(1)) if m else 0
@@ -217,7 +217,7 @@ for n, t in b["procs"].items():
     if t is not None and a["procs"].get(n) is not None:
         per_req[n] = round((t - a["procs"][n]) / b["hz"] * 1e6 / max(reqs, 1), 2)
 print("\t".join([key, name, "%.1f" % rps, "%.3f" % lat["50"], "%.3f" % lat["99"], calls, str(bad),
-                 str(reqs), json.dumps({"cpu": cpu, "us_per_req": per_req})]))
+                 str(reqs), json.dumps({"cpu": cpu, "us_per_req": per_req, "p90": lat["90"]})]))
 EOF
   log "$(tail -1 "$RESULTS" | cut -f2-8)"
 }
@@ -325,6 +325,7 @@ for m in merged:
     for part in ("cpu", "us_per_req"):
         for k in json.loads(g[0][8])[part]:
             cpu[part][k] = median([json.loads(x[8])[part].get(k) or 0.0 for x in g])
+    cpu["p90"] = median([json.loads(x[8])["p90"] for x in g])
     rows.append([m, name] + ["%.3f" % median([float(x[i]) for x in g]) for i in (2, 3, 4)] +
                 [str(sum(int(x[i]) for x in g)) for i in (5, 6, 7)] + [json.dumps(cpu)])
 by = {r[0]: r for r in rows}
@@ -389,10 +390,24 @@ one = by["one"]
 r = float(one[2]) / ceiling
 print("%-8s cached path >= 0.85x plain req/s: %.2fx" % (verdict(r >= 0.85), r))
 if "lat_one" in by and "lat_plain" in by:
-    added = float(by["lat_one"][4]) - float(by["lat_plain"][4])
-    added50 = float(by["lat_one"][3]) - float(by["lat_plain"][3])
-    print("%-8s p99 added latency <= 0.3 ms (1 connection, unloaded): %.3f ms (p50 %.3f ms)"
-          % (verdict(added <= 0.3), added, added50))
+    # Each round runs plain then agent back to back: the median of the per-round differences
+    # cancels the slow drifts of the shared machine better than a difference of medians.
+    lp, lo = by["lat_plain"], by["lat_one"]
+    pairs = list(zip(groups["lat_plain"], groups["lat_one"]))
+    d = lambda i: median([float(b[i]) - float(a[i]) for a, b in pairs])
+    added, added50 = d(4), d(3)
+    added90 = median([json.loads(b[8])["p90"] - json.loads(a[8])["p90"] for a, b in pairs])
+    noisy = float(lp[4]) > 10 * float(lp[3])
+    print("%-8s p99 added latency <= 0.3 ms (1 connection, unloaded; median of %d paired rounds): "
+          "%+.3f ms (p50 %+.3f ms, p90 %+.3f ms)"
+          % (verdict(added <= 0.3) + ("*" if noisy else ""), len(pairs), added, added50, added90))
+    print("         per round p99 plain/agent: %s" % ", ".join(
+        "%s/%s ms" % (a[4], b[4]) for a, b in pairs))
+    if noisy:
+        print("         * plain HAProxy's own p99 is %s ms against a p50 of %s ms: the p99 tail here is"
+              % (lp[4], lp[3]))
+        print("           the shared machine's scheduling noise, not the agent; trust p50/p90 and the"
+              " ratios.")
 loaded = float(one[4]) - float(by["plain"][4])
 print("%-8s p99 added latency at -c%s (loaded; includes queueing): %.3f ms"
       % ("(info)", conns, loaded))

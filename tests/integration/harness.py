@@ -230,6 +230,7 @@ class Stack:
         self.haproxy_port = free_port()
         self.stats_socket = os.path.join(self.tmpdir, "haproxy.sock")
         self.agent_starts = 0
+        self.bad_exits = []  # agents that did not exit 0 on SIGTERM (a sanitizer report, a crash)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -252,11 +253,19 @@ class Stack:
         for name in ("haproxy", "agent", "echo", "idp"):
             p = self.procs.pop(name, None)
             if p:
-                p.stop()
-        if os.environ.get("PTA_KEEP_LOGS"):
+                self._stopped(p, p.stop())
+        if os.environ.get("PTA_KEEP_LOGS") or self.bad_exits:
             sys.stderr.write("logs kept in %s\n" % self.tmpdir)
         else:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.bad_exits:
+            raise AssertionError("the agent did not exit cleanly: %s" % self.bad_exits)
+
+    def _stopped(self, p, rc):
+        """An agent stopped with SIGTERM must exit 0: under the sanitizers a leak or an error
+        report at exit shows up only as its exit status."""
+        if p.name.startswith("agent") and rc != 0 and not getattr(p, "killed", False):
+            self.bad_exits.append((p.name, rc, p.log_text()[-3000:]))
 
     def _secret_file(self, name, content):
         path = os.path.join(self.tmpdir, name)
@@ -292,7 +301,7 @@ class Stack:
         """(Re)starts the agent on its port; returns once it accepts connections."""
         old = self.procs.pop("agent", None)
         if old:
-            old.stop()
+            self._stopped(old, old.stop())
         self.agent_starts += 1
         name = "agent" if self.agent_starts == 1 else "agent-%d" % self.agent_starts
         p = Proc(name, self.agent_argv(), self.tmpdir)
@@ -303,6 +312,7 @@ class Stack:
     def kill_agent(self, sig=signal.SIGKILL):
         p = self.procs.get("agent")
         if p:
+            p.killed = sig != signal.SIGTERM  # its exit status is the test's doing
             p.stop(sig)
         wait_until(lambda: not port_open(self.agent_port), 5, "agent port closed")
 
