@@ -102,6 +102,15 @@ class HeadersTest(harness.StackTestCase):
         self.assertGreaterEqual(len(jwt), 5990)
         self.assertEqual(jwt.count("."), 2)
 
+    def test_jwt_too_big_for_the_frame_is_502_never_truncated(self):
+        # The negotiated frame is 16380 bytes: a 20 KB JWT cannot travel in one ACK.
+        huge = self.stack.register("jwt-too-big-for-the-frame-0001",
+                                   behaviour={"jwt_size": 20000})
+        r = self.stack.get(huge)
+        self.assertEqual(r.status, 502, r)
+        self.assertEqual(r.json()["code"], "server_error")
+        self.assertIn("does not fit the negotiated max-frame-size", self.stack.log("agent"))
+
     def test_big_jwt_is_whole(self):
         # The same JWT comes back from the cache: both requests must carry identical bytes.
         _, first = self.forwarded(self.big, [])
