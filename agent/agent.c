@@ -401,22 +401,31 @@ void agent_conn_idle(struct agent *a, struct conn *c)
         conn_disconnect(c, SPOP_ST_NORMAL, "agent shutting down");
 }
 
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    conn_flush_dirty(w->data);
+}
+
 int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, struct cache *cache)
 {
     memset(a, 0, sizeof(*a));
     a->loop = loop;
     a->cfg = cfg;
     a->cache = cache;
+    ev_prepare_init(&a->flusher, on_prepare);
+    a->flusher.data = a;
+    ev_prepare_start(loop, &a->flusher);
+    ev_unref(loop); /* flushing alone must not keep a drained loop running */
     struct introspect_config ic;
     config_introspect(cfg, &ic);
     a->idp = introspector_new(loop, &ic);
-    if (!a->idp)
-        return -1;
-    char err[256];
-    a->listener = listener_new(a, cfg->listen, err, sizeof(err));
+    char err[256] = "";
+    if (a->idp)
+        a->listener = listener_new(a, cfg->listen, err, sizeof(err));
     if (!a->listener) {
-        log_error("cannot listen on %s: %s", cfg->listen, err);
-        introspector_free(a->idp);
+        if (a->idp)
+            log_error("cannot listen on %s: %s", cfg->listen, err);
+        agent_fini(a);
         return -1;
     }
     return 0;
@@ -450,6 +459,10 @@ void agent_fini(struct agent *a)
 {
     while (a->conns)
         conn_destroy(a->conns);
+    if (ev_is_active(&a->flusher)) {
+        ev_ref(a->loop);
+        ev_prepare_stop(a->loop, &a->flusher);
+    }
     if (a->listener)
         listener_free(a->listener);
     if (a->idp)

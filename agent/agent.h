@@ -26,6 +26,8 @@ struct agent {
     struct introspector *idp; /* owned */
     struct listener *listener;
     struct conn *conns;
+    struct conn *dirty; /* connections with output queued, flushed before the loop waits */
+    ev_prepare flusher;
     unsigned nconns;
     bool draining;
     struct pending *spare; /* a preallocated waiter, so a cache hit allocates nothing */

@@ -35,9 +35,7 @@
 #include "cache.h"
 
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +79,9 @@ struct cache {
     void *clock_ud;
     uint8_t hmac_key[HMAC_KEY_MAX];
     size_t hmac_key_len;
-    EVP_MAC_CTX *mac; /* keyed once; duplicated per key derivation so that it is never mutated */
+    /* HMAC with the key's two padded blocks hashed once: a key derivation copies these states and
+     * hashes only the token (two SHA-256 compressions, no allocation after the first call). */
+    EVP_MD_CTX *inner, *outer, *work;
     struct cache_node **buckets;
     size_t nbuckets;     /* a power of two */
     struct lru_link lru; /* sentinel: next is the most recently used entry */
@@ -346,21 +346,30 @@ static bool waiter_remove(struct cache_waiter **head, struct cache_waiter **tail
 
 /* ---- public API ---- */
 
+/* Hashes key XOR pad (one 64-byte block) into a fresh SHA-256 context. */
+static EVP_MD_CTX *padded_key_state(const struct cache *c, uint8_t pad)
+{
+    uint8_t block[64];
+    memset(block, pad, sizeof(block));
+    for (size_t i = 0; i < c->hmac_key_len; i++)
+        block[i] ^= c->hmac_key[i];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, block, sizeof(block)) == 1;
+    OPENSSL_cleanse(block, sizeof(block));
+    if (!ok) {
+        EVP_MD_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 static int mac_init(struct cache *c)
 {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    OSSL_PARAM params[2];
-    int ok;
-    if (!mac)
-        return -1;
-    c->mac = EVP_MAC_CTX_new(mac);
-    EVP_MAC_free(mac);
-    if (!c->mac)
-        return -1;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    ok = EVP_MAC_init(c->mac, c->hmac_key, c->hmac_key_len, params);
-    return ok == 1 ? 0 : -1;
+    c->inner = padded_key_state(c, 0x36);
+    c->outer = padded_key_state(c, 0x5c);
+    c->work = EVP_MD_CTX_new();
+    return c->inner && c->outer && c->work ? 0 : -1;
 }
 
 static int key_setup(struct cache *c, const uint8_t *key, size_t len)
@@ -422,7 +431,9 @@ void cache_free(struct cache *c)
         }
     }
     free(c->buckets);
-    EVP_MAC_CTX_free(c->mac);
+    EVP_MD_CTX_free(c->inner);
+    EVP_MD_CTX_free(c->outer);
+    EVP_MD_CTX_free(c->work);
     OPENSSL_cleanse(c->hmac_key, sizeof(c->hmac_key));
     free(c);
 }
@@ -448,13 +459,18 @@ void cache_reconfigure(struct cache *c, const struct cache_config *cfg)
     table_resize(c, buckets_for(cfg));
 }
 
-void cache_key_of(const struct cache *c, const char *token, size_t len, struct cache_key *out)
+/* HMAC-SHA-256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || token)). */
+void cache_key_of(struct cache *c, const char *token, size_t len, struct cache_key *out)
 {
-    EVP_MAC_CTX *m = EVP_MAC_CTX_dup(c->mac);
-    size_t n = 0;
-    int ok = m && EVP_MAC_update(m, (const unsigned char *)token, len) == 1 &&
-             EVP_MAC_final(m, out->b, &n, sizeof(out->b)) == 1 && n == CACHE_KEY_LEN;
-    EVP_MAC_CTX_free(m);
+    uint8_t inner[CACHE_KEY_LEN];
+    unsigned n = 0, m = 0;
+    int ok = EVP_MD_CTX_copy_ex(c->work, c->inner) == 1 &&
+             EVP_DigestUpdate(c->work, token, len) == 1 &&
+             EVP_DigestFinal_ex(c->work, inner, &n) == 1 && n == CACHE_KEY_LEN &&
+             EVP_MD_CTX_copy_ex(c->work, c->outer) == 1 &&
+             EVP_DigestUpdate(c->work, inner, sizeof(inner)) == 1 &&
+             EVP_DigestFinal_ex(c->work, out->b, &m) == 1 && m == CACHE_KEY_LEN;
+    OPENSSL_cleanse(inner, sizeof(inner));
     if (ok)
         return;
     /* Never hand out a predictable key (e.g. zeros): two tokens sharing it would share a JWT. A

@@ -65,7 +65,9 @@ void cache_free(struct cache *c); /* drops entries; queued waiters are NOT calle
 /* Applies new limits (reload); evicts down to the new budget at once. */
 void cache_reconfigure(struct cache *c, const struct cache_config *cfg);
 
-void cache_key_of(const struct cache *c, const char *token, size_t len, struct cache_key *out);
+/* Uses the cache's scratch digest context: one caller at a time (a multi-threaded agent gives each
+ * worker its own). */
+void cache_key_of(struct cache *c, const char *token, size_t len, struct cache_key *out);
 
 enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struct cache_waiter *w,
                                struct token_info **ti);

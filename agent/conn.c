@@ -56,11 +56,38 @@ struct conn *conn_new(struct agent *a, int fd, const char *peer)
     return c;
 }
 
+static void dirty_unlink(struct conn *c)
+{
+    if (!c->dirty)
+        return;
+    if (c->dirty_prev)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        c->agent->dirty = c->dirty_next;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty_prev = c->dirty_next = NULL;
+    c->dirty = false;
+}
+
+static void dirty_link(struct conn *c)
+{
+    if (c->dirty)
+        return;
+    c->dirty = true;
+    c->dirty_prev = NULL;
+    c->dirty_next = c->agent->dirty;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c;
+    c->agent->dirty = c;
+}
+
 void conn_destroy(struct conn *c)
 {
     struct ev_loop *loop = c->agent->loop;
     c->state = CONN_CLOSING; /* nothing may be queued on a connection being freed */
     agent_conn_removed(c->agent, c);
+    dirty_unlink(c);
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->idle);
@@ -119,8 +146,8 @@ void conn_begin(struct conn *c, struct spop_writer *w)
     spop_writer_init(w, c->out + c->out_len, need);
 }
 
-/* One send() of everything queued; the rest waits for EV_WRITE. Errors only mark the connection:
- * callers may be deep inside a cache resolution, so the connection is freed from the loop. */
+/* One send() of everything queued; the rest waits for EV_WRITE. On errors the connection is freed
+ * from the loop, never from inside a callback chain. */
 static void conn_flush(struct conn *c)
 {
     while (c->out_off < c->out_len) {
@@ -152,9 +179,18 @@ int conn_commit(struct conn *c, struct spop_writer *w)
         return -1;
     c->out_len += w->len;
     c->agent->metrics.spop_frames_out++;
-    if (c->out_len - c->out_off == w->len) /* nothing was waiting: send now */
-        conn_flush(c);
+    if (!ev_is_active(&c->wio)) /* else EV_WRITE flushes it */
+        dirty_link(c);
     return 0;
+}
+
+void conn_flush_dirty(struct agent *a)
+{
+    while (a->dirty) {
+        struct conn *c = a->dirty;
+        dirty_unlink(c);
+        conn_flush(c);
+    }
 }
 
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents)

@@ -37,7 +37,9 @@ struct conn {
     size_t out_off, out_len, out_cap;
     struct pending *pending; /* NOTIFYs waiting for an introspection */
     unsigned npending;
-    struct conn *prev, *next; /* the agent's list */
+    struct conn *prev, *next;             /* the agent's list */
+    struct conn *dirty_prev, *dirty_next; /* the agent's list of connections with output queued */
+    bool dirty;
     char peer[64];
 };
 
@@ -47,9 +49,14 @@ struct conn *conn_new(struct agent *a, int fd, const char *peer);
 /* Opens a frame in the output queue with room for a whole max_frame frame. Every call is followed
  * by conn_commit() before anything else writes to the connection. */
 void conn_begin(struct conn *c, struct spop_writer *w);
-/* Queues what w holds (when it did not overflow) and tries to send it at once. Returns 0, or -1 on
- * overflow (nothing queued). */
+/* Queues what w holds (when it did not overflow). Returns 0, or -1 on overflow (nothing queued).
+ * Queued frames go out together before the loop next waits (conn_flush_dirty): HAProxy packs
+ * many NOTIFYs into one read, and one send() for all their ACKs instead of one each is most of
+ * the agent's CPU on the cached path. */
 int conn_commit(struct conn *c, struct spop_writer *w);
+
+/* Sends what every connection of the agent has queued; called from the agent's ev_prepare. */
+void conn_flush_dirty(struct agent *a);
 
 /* Sends AGENT-DISCONNECT (status, message) and closes once it is flushed. */
 void conn_disconnect(struct conn *c, int status, const char *message);

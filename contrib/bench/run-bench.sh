@@ -389,6 +389,15 @@ def verdict(ok):
 one = by["one"]
 r = float(one[2]) / ceiling
 print("%-8s cached path >= 0.85x plain req/s: %.2fx" % (verdict(r >= 0.85), r))
+# CPU per request is far steadier than req/s on a shared machine: the same ratio from it, and what
+# it would be with an agent that cost nothing (HAProxy's own SPOE work only).
+up = json.loads(by["plain"][8])["us_per_req"].get("haproxy-plain")
+ua = json.loads(one[8])["us_per_req"]
+if up and ua.get("haproxy-agent") and ua.get("agent"):
+    print("(info)   same ratio from CPU per request: %.2fx (plain HAProxy %.1f us; HAProxy with SPOE %.1f us"
+          " + agent %.1f us); with a zero-cost agent: %.2fx"
+          % (up / (ua["haproxy-agent"] + ua["agent"]), up, ua["haproxy-agent"], ua["agent"],
+             up / ua["haproxy-agent"]))
 if "lat_one" in by and "lat_plain" in by:
     # Each round runs plain then agent back to back: the median of the per-round differences
     # cancels the slow drifts of the shared machine better than a difference of medians.

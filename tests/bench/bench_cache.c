@@ -63,14 +63,14 @@ static struct token_info *make_token(const char *jwt_template, int i, int64_t no
     return ti;
 }
 
-static void key_for(const struct cache *c, int i, struct cache_key *k)
+static void key_for(struct cache *c, int i, struct cache_key *k)
 {
     char tok[48]; /* an opaque token is typically 32..64 characters */
     int n = snprintf(tok, sizeof(tok), "opaque-%040d", i);
     cache_key_of(c, tok, (size_t)n, k);
 }
 
-static void bench_keys(const struct cache *c)
+static void bench_keys(struct cache *c)
 {
     enum { N = 200000 };
     struct cache_key k;

@@ -67,7 +67,7 @@ static struct token_info *active_exp(int64_t exp)
     return ti;
 }
 
-static struct cache_key key_of(const struct cache *c, const char *token)
+static struct cache_key key_of(struct cache *c, const char *token)
 {
     struct cache_key k;
     cache_key_of(c, token, strlen(token), &k);
