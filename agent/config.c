@@ -78,13 +78,6 @@ static const struct opt options[] = {
      .max = SEC(86400),
      .def = "120s",
      .help = "Close SPOP connections idle that long; 0 never"},
-    {.name = "threads",
-     .type = T_UINT,
-     FIELD(threads),
-     .min = 1,
-     .max = 64,
-     .def = "1",
-     .help = "Worker threads, each with its own event loop"},
 
     {.name = "log-level",
      .type = T_LOG_LEVEL,

@@ -19,7 +19,6 @@ struct config {
     char *listen; /* "127.0.0.1:12345", "[::1]:12345", "unix:/path" */
     uint32_t max_frame_size;
     unsigned idle_timeout_ms; /* close SPOP connections idle that long; 0 never */
-    unsigned threads;         /* worker threads, default 1 */
 
     /* logging */
     enum log_level log_level;

@@ -72,9 +72,8 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
         log_error("reload refused, keeping the running configuration: %s", err);
         return;
     }
-    if (strcmp(next->listen, d->cfg->listen) != 0 || next->threads != d->cfg->threads ||
-        next->max_frame_size != d->cfg->max_frame_size)
-        log_warn("reload: listen, threads and max-frame-size only change on restart");
+    if (strcmp(next->listen, d->cfg->listen) != 0 || next->max_frame_size != d->cfg->max_frame_size)
+        log_warn("reload: listen and max-frame-size only change on restart");
     if (agent_reconfigure(&d->agent, next) < 0) {
         log_error("reload refused: cannot apply the introspection settings");
         free_config(next);

@@ -125,7 +125,7 @@ static void test_defaults(void **state)
     assert_string_equal(c->listen, "127.0.0.1:12345");
     assert_int_equal(c->max_frame_size, 16380);
     assert_int_equal(c->idle_timeout_ms, 120000);
-    assert_int_equal(c->threads, 1);
+    assert_int_equal(c->max_concurrent_introspections, 64);
     assert_int_equal(c->log_level, LOG_LVL_INFO);
     assert_false(c->syslog);
     assert_false(c->access_log);
@@ -226,19 +226,18 @@ static void test_sizes(void **state)
 static void test_integers(void **state)
 {
     struct config *c = *state;
-    set_ok(c, "threads", "8");
-    assert_int_equal(c->threads, 8);
+    set_ok(c, "max-concurrent-introspections", "8");
+    assert_int_equal(c->max_concurrent_introspections, 8);
     set_ok(c, "max-concurrent-introspections", "10000");
     assert_int_equal(c->max_concurrent_introspections, 10000);
     set_ok(c, "cache-max-entries", "1");
     assert_int_equal(c->cache.max_entries, 1);
 
-    set_bad(c, "threads", "0", "must be between 1 and 64");
-    set_bad(c, "threads", "65", "must be between 1 and 64");
-    set_bad(c, "threads", "+3", "expected a whole number");
-    set_bad(c, "threads", "0x10", "expected a whole number");
-    set_bad(c, "threads", "4k", "expected a whole number");
-    set_bad(c, "threads", "4294967297", "must be between");
+    set_bad(c, "max-concurrent-introspections", "0", "must be between 1 and 10000");
+    set_bad(c, "max-concurrent-introspections", "+3", "expected a whole number");
+    set_bad(c, "max-concurrent-introspections", "0x10", "expected a whole number");
+    set_bad(c, "max-concurrent-introspections", "4k", "expected a whole number");
+    set_bad(c, "max-concurrent-introspections", "4294967297", "must be between");
     set_bad(c, "cache-max-entries", "0", "must be between 1 and");
     set_bad(c, "max-concurrent-introspections", "10001", "must be between 1 and 10000");
 }
@@ -356,7 +355,7 @@ static void test_file_syntax(void **state)
                "\n"
                "   \t\n"
                "  listen = [::1]:4000   # trailing comment\n"
-               "threads 4\n"
+               "max-concurrent-introspections 4\n"
                "log-level=debug\n"
                "syslog\n"
                "access-log = on\r\n"
@@ -370,7 +369,7 @@ static void test_file_syntax(void **state)
     if (config_load_file(c, path, err, sizeof(err)) != 0)
         fail_msg("%s", err);
     assert_string_equal(c->listen, "[::1]:4000");
-    assert_int_equal(c->threads, 4);
+    assert_int_equal(c->max_concurrent_introspections, 4);
     assert_int_equal(c->log_level, LOG_LVL_DEBUG);
     assert_true(c->syslog);
     assert_true(c->access_log);
@@ -395,8 +394,9 @@ static void load_fails(struct config *c, const char *content, const char *expect
 static void test_file_errors(void **state)
 {
     struct config *c = *state;
-    load_fails(c, "# x\nthreads = 2\n\nfoo = bar\n", ":4: unknown option 'foo'");
-    load_fails(c, "threads = 2\ncache-max-ttl = 12x\n",
+    load_fails(c, "# x\nmax-concurrent-introspections = 2\n\nfoo = bar\n",
+               ":4: unknown option 'foo'");
+    load_fails(c, "max-concurrent-introspections = 2\ncache-max-ttl = 12x\n",
                ":2: bad value for cache-max-ttl: '12x' (expected a duration like 300s)");
     load_fails(c, "accept = \"abc\n", ":1: unterminated quoted value");
     load_fails(c, "accept = \"abc\" def\n", ":1: unexpected text after the quoted value");
@@ -415,7 +415,7 @@ static void test_file_errors(void **state)
     char err[CONFIG_ERR_LEN];
     assert_int_equal(config_load_file(c, "/nonexistent/pta.conf", err, sizeof(err)), -1);
     assert_string_equal(err, "/nonexistent/pta.conf: No such file or directory");
-    assert_int_equal(c->threads, 2); /* lines before an error did apply */
+    assert_int_equal(c->max_concurrent_introspections, 2); /* lines before an error did apply */
 }
 
 /* ---- the command line -------------------------------------------------------------------------
@@ -426,15 +426,17 @@ static void test_cli_overrides_file(void **state)
     struct config *c = *state;
     char path[PATH_MAX], err[CONFIG_ERR_LEN] = "";
     enum config_action action;
-    write_file("cli.conf", "threads = 2\nsyslog = yes\nclient-id = from-file\nlog-level = warn\n",
+    write_file("cli.conf",
+               "max-concurrent-introspections = 2\nsyslog = yes\nclient-id = from-file\n"
+               "log-level = warn\n",
                0600, path, sizeof(path));
     /* --config comes last, yet the file is read first and the options override it */
-    int rc = PARSE(c, &action, err, "--threads", "4", "--no-syslog", "--client-id=cli",
-                   "--access-log", "--config", path);
+    int rc = PARSE(c, &action, err, "--max-concurrent-introspections", "4", "--no-syslog",
+                   "--client-id=cli", "--access-log", "--config", path);
     if (rc != 0)
         fail_msg("%s", err);
     assert_int_equal(action, CONFIG_RUN);
-    assert_int_equal(c->threads, 4);
+    assert_int_equal(c->max_concurrent_introspections, 4);
     assert_false(c->syslog);
     assert_true(c->access_log);
     assert_string_equal(c->client_id, "cli");
@@ -468,9 +470,10 @@ static void test_cli_check_config(void **state)
 {
     char err[CONFIG_ERR_LEN] = "";
     enum config_action action = CONFIG_RUN;
-    assert_int_equal(PARSE(*state, &action, err, "--check-config", "--threads=3"), 0);
+    assert_int_equal(
+        PARSE(*state, &action, err, "--check-config", "--max-concurrent-introspections=3"), 0);
     assert_int_equal(action, CONFIG_CHECK);
-    assert_int_equal(((struct config *)*state)->threads, 3);
+    assert_int_equal(((struct config *)*state)->max_concurrent_introspections, 3);
 }
 
 static void test_cli_errors(void **state)
@@ -489,14 +492,16 @@ static void test_cli_errors(void **state)
     assert_null(strstr(err, "hunter2"));
     assert_non_null(strstr(err, "never accepted on the command line"));
     assert_null(c->client_secret_file);
-    assert_int_equal(PARSE(c, &action, err, "--threads"), -1);
-    assert_string_equal(err, "option '--threads' needs a value");
+    assert_int_equal(PARSE(c, &action, err, "--max-concurrent-introspections"), -1);
+    assert_string_equal(err, "option '--max-concurrent-introspections' needs a value");
     assert_int_equal(PARSE(c, &action, err, "--no-syslog=yes"), -1);
     assert_string_equal(err, "option '--no-syslog' does not take a value");
-    assert_int_equal(PARSE(c, &action, err, "--threads", "2", "stray"), -1);
+    assert_int_equal(PARSE(c, &action, err, "--max-concurrent-introspections", "2", "stray"), -1);
     assert_string_equal(err, "unexpected argument 'stray'");
-    assert_int_equal(PARSE(c, &action, err, "--threads=100"), -1);
-    assert_string_equal(err, "bad value for threads: '100' (must be between 1 and 64)");
+    assert_int_equal(PARSE(c, &action, err, "--max-concurrent-introspections=20000"), -1);
+    assert_string_equal(
+        err, "bad value for max-concurrent-introspections: '20000' (must be between 1 and "
+             "10000)");
     assert_int_equal(PARSE(c, &action, err, "--config", "/nonexistent/x.conf"), -1);
     assert_string_equal(err, "/nonexistent/x.conf: No such file or directory");
 }
@@ -506,15 +511,16 @@ static void test_cli_twice(void **state)
     struct config *c = *state;
     char err[CONFIG_ERR_LEN] = "";
     enum config_action action;
-    assert_int_equal(PARSE(c, &action, err, "--threads", "5", "--listen=[::1]:1"), 0);
-    assert_int_equal(c->threads, 5);
+    assert_int_equal(
+        PARSE(c, &action, err, "--max-concurrent-introspections", "5", "--listen=[::1]:1"), 0);
+    assert_int_equal(c->max_concurrent_introspections, 5);
     /* getopt's state is reset: the second call sees its first option */
-    assert_int_equal(PARSE(c, &action, err, "--threads", "6"), 0);
-    assert_int_equal(c->threads, 6);
+    assert_int_equal(PARSE(c, &action, err, "--max-concurrent-introspections", "6"), 0);
+    assert_int_equal(c->max_concurrent_introspections, 6);
     assert_string_equal(c->listen, "[::1]:1");
     assert_int_equal(PARSE(c, &action, err, "--bogus"), -1);
-    assert_int_equal(PARSE(c, &action, err, "--threads=7"), 0);
-    assert_int_equal(c->threads, 7);
+    assert_int_equal(PARSE(c, &action, err, "--max-concurrent-introspections=7"), 0);
+    assert_int_equal(c->max_concurrent_introspections, 7);
 }
 
 static void run_help(void *arg)
@@ -783,7 +789,7 @@ static void test_example_conf_complete(void **state)
     assert_string_equal(c->listen, d.listen);
     assert_int_equal(c->max_frame_size, d.max_frame_size);
     assert_int_equal(c->idle_timeout_ms, d.idle_timeout_ms);
-    assert_int_equal(c->threads, d.threads);
+
     assert_int_equal(c->log_level, d.log_level);
     assert_int_equal(c->syslog, d.syslog);
     assert_int_equal(c->access_log, d.access_log);
