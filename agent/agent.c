@@ -72,9 +72,14 @@ static void send_ack(struct conn *c, uint64_t sid, uint64_t fid, struct decision
         return;
 
     c->agent->metrics.ack_too_big++;
-    log_error("spop %s: the JWT (%zu bytes) does not fit the negotiated max-frame-size %u: "
-              "answering 502; raise HAProxy's tune.bufsize and the agent's --max-frame-size",
-              c->peer, d->jwt_len, c->max_frame);
+    if (d->jwt_len)
+        log_error("spop %s: the JWT (%zu bytes) does not fit the negotiated max-frame-size %u: "
+                  "answering 502; raise HAProxy's tune.bufsize and the agent's --max-frame-size",
+                  c->peer, d->jwt_len, c->max_frame);
+    else
+        log_error("spop %s: a %d answer does not fit the negotiated max-frame-size %u: answering "
+                  "502",
+                  c->peer, d->status, c->max_frame);
     struct decision fallback = {.status = 502, .error = "server_error", .cache = d->cache};
     conn_begin(c, &w);
     spop_frame_begin(&w, SPOP_FRM_ACK, SPOP_FLAG_FIN, sid, fid);

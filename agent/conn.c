@@ -15,6 +15,9 @@
 #include "log.h"
 
 #define CONN_CLOSE_LINGER 2.0 /* seconds a CLOSING connection may take to flush its last frame */
+/* Unsent bytes above which the connection stops reading: a peer that sends NOTIFYs but never
+ * reads the ACKs must not make the agent buffer without bound. Reading resumes below half. */
+#define CONN_OUT_HIGH (256 * 1024)
 
 static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
@@ -128,6 +131,8 @@ static int out_reserve(struct conn *c, size_t need)
             return 0;
     }
     size_t cap = c->out_len + need;
+    if (cap < 2 * c->out_cap) /* geometric, so a backlog is not copied once per frame */
+        cap = 2 * c->out_cap;
     uint8_t *p = realloc(c->out, cap);
     if (!p)
         return -1;
@@ -146,6 +151,19 @@ void conn_begin(struct conn *c, struct spop_writer *w)
     spop_writer_init(w, c->out + c->out_len, need);
 }
 
+/* Pauses or resumes reading from how much output the peer has not taken yet. */
+static void conn_backpressure(struct conn *c)
+{
+    size_t unsent = c->out_len - c->out_off;
+    bool reading = ev_is_active(&c->rio);
+    if (reading && unsent > CONN_OUT_HIGH) {
+        log_debug("spop %s: peer not reading its ACKs: pausing input", c->peer);
+        ev_io_stop(c->agent->loop, &c->rio);
+    } else if (!reading && unsent <= CONN_OUT_HIGH / 2 && c->state != CONN_CLOSING) {
+        ev_io_start(c->agent->loop, &c->rio);
+    }
+}
+
 /* One send() of everything queued; the rest waits for EV_WRITE. On errors the connection is freed
  * from the loop, never from inside a callback chain. */
 static void conn_flush(struct conn *c)
@@ -160,6 +178,7 @@ static void conn_flush(struct conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             ev_io_start(c->agent->loop, &c->wio);
+            conn_backpressure(c);
             return;
         }
         if (errno != EPIPE && errno != ECONNRESET)
@@ -171,6 +190,8 @@ static void conn_flush(struct conn *c)
     ev_io_stop(c->agent->loop, &c->wio);
     if (c->state == CONN_CLOSING)
         conn_close_soon(c);
+    else
+        conn_backpressure(c);
 }
 
 int conn_commit(struct conn *c, struct spop_writer *w)
@@ -179,8 +200,10 @@ int conn_commit(struct conn *c, struct spop_writer *w)
         return -1;
     c->out_len += w->len;
     c->agent->metrics.spop_frames_out++;
-    if (!ev_is_active(&c->wio)) /* else EV_WRITE flushes it */
+    if (!ev_is_active(&c->wio))
         dirty_link(c);
+    else /* the peer is not taking what we send: EV_WRITE flushes it, meanwhile hold input */
+        conn_backpressure(c);
     return 0;
 }
 

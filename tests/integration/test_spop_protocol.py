@@ -414,9 +414,26 @@ class AgentTestCase(unittest.TestCase):
         try:
             harness.wait_until(lambda: cls.agent.check_alive() and harness.port_open(cls.port),
                                15, "agent listening")
+            cls._probe_hello()
         except BaseException:
             cls._stop_all()
             raise
+
+    @classmethod
+    def _probe_hello(cls):
+        """Fails the whole class at once (not every test after a 5 s timeout) when the agent
+        does not answer a plain HELLO."""
+        c = Conn(cls.port)
+        try:
+            c.send(hello_frame())
+            f = c.recv_frame(timeout=3)
+            if f.type != AGENT_HELLO:
+                raise AssertionError("the agent answers a HELLO with %r" % (f,))
+        except (OSError, EOFError) as e:
+            raise AssertionError("the agent does not answer a HELLO: %s; its log ends with:\n%s"
+                                 % (e, cls.agent.log_text()[-2000:]))
+        finally:
+            c.close()
 
     @classmethod
     def _stop_all(cls):
