@@ -306,9 +306,12 @@ class Conn:
     """One SPOP connection to the agent, with a receive buffer so frames can be split or coalesced
     on the wire without the tests noticing."""
 
-    def __init__(self, port, timeout=5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, port, timeout=5.0, sock=None):
+        """Connects to 127.0.0.1:port, or wraps sock (a unix or IPv6 socket already connected)."""
+        if sock is None:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
         self.buf = b""
         self.eof = False
         self.was_reset = False
