@@ -127,6 +127,19 @@ class Proc:
         return self.popen.returncode
 
 
+def start_py_server(name, argv, logdir):
+    """Starts tests/servers/<x>.py with --port 0; returns (Proc, the port from its READY line)."""
+    p = Proc(name, [PYTHON] + argv, logdir)
+
+    def ready():
+        p.check_alive()
+        for line in p.log_text().splitlines():
+            if line.startswith("READY "):
+                return int(line.split()[1])
+        return None
+    return p, wait_until(ready, 15, name + " READY")
+
+
 @atexit.register
 def _stop_everything():
     for p in list(_live):
@@ -276,16 +289,9 @@ class Stack:
 
     def _start_py(self, name, argv):
         """Starts one of the Python servers with --port 0 and reads READY <port> from its log."""
-        p = Proc(name, [PYTHON] + argv, self.tmpdir)
+        p, port = start_py_server(name, argv, self.tmpdir)
         self.procs[name] = p
-
-        def ready():
-            p.check_alive()
-            for line in p.log_text().splitlines():
-                if line.startswith("READY "):
-                    return int(line.split()[1])
-            return None
-        return wait_until(ready, 15, name + " READY")
+        return port
 
     @property
     def introspection_url(self):

@@ -383,15 +383,7 @@ def agent_binary():
 
 def start_idp(tmpdir):
     """The test IdP without client authentication; returns (Proc, port)."""
-    p = harness.Proc("idp", [harness.PYTHON, harness.IDP_PY, "--port", "0"], tmpdir)
-
-    def ready():
-        p.check_alive()
-        for line in p.log_text().splitlines():
-            if line.startswith("READY "):
-                return int(line.split()[1])
-        return None
-    return p, harness.wait_until(ready, 15, "IdP READY")
+    return harness.start_py_server("idp", [harness.IDP_PY, "--port", "0"], tmpdir)
 
 
 class AgentTestCase(unittest.TestCase):

@@ -11,6 +11,8 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from serve import serve
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -58,14 +60,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     srv = Server((args.host, args.port), Handler)
     srv.verbose = args.verbose
-    print("READY %d" % srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-    return 0
+    return serve(srv)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from serve import serve
+
 ISSUER = "https://idp.example.test"
 AUDIENCE = "api.example.test"
 DEFAULT_CLIENT_ID = "api-client"
@@ -328,14 +330,7 @@ def main(argv=None):
         sys.stderr.write("idp: demo tokens (opaque access tokens to send as Bearer):\n")
         for tok, spec in DEMO_TOKENS.items():
             sys.stderr.write("idp:   %s  sub=%s scope=%r\n" % (tok, spec["sub"], spec["scope"]))
-    print("READY %d" % port, flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.server_close()
-    return 0
+    return serve(srv)
 
 
 if __name__ == "__main__":

@@ -11,44 +11,17 @@
 #include <cmocka.h>
 
 #include "idp_response.h"
+#include "jwt_fixture.h"
 
 /* ---- helpers ---- */
-
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static size_t b64url_encode(const char *in, size_t len, char *out)
-{
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | (uint8_t)in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = B64URL[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = B64URL[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-    return o;
-}
 
 static const char *HDR = "{\"kid\":\"-1325479574\",\"x5t\":\"UVbYDeq1Y9nKqQ\",\"alg\":\"RS256\"}";
 static const char *SIG = "a fake RS256 signature; real ones are 256 bytes";
 
 /* A JWT with the given payload; free() the result. */
-static char *make_jwt(const char *payload)
+static char *jwt_of(const char *payload)
 {
-    char *j = malloc((strlen(HDR) + strlen(payload) + strlen(SIG)) * 2 + 8);
-    assert_non_null(j);
-    size_t o = b64url_encode(HDR, strlen(HDR), j);
-    j[o++] = '.';
-    o += b64url_encode(payload, strlen(payload), j + o);
-    j[o++] = '.';
-    b64url_encode(SIG, strlen(SIG), j + o);
-    return j;
+    return make_jwt(HDR, payload, SIG);
 }
 
 static const char *CURITY_PAYLOAD =
@@ -104,7 +77,7 @@ static void test_status_rows(void **state)
         {418, TOKEN_IDP_UNKNOWN}, {201, TOKEN_IDP_UNKNOWN}, {100, TOKEN_IDP_UNKNOWN},
         {405, TOKEN_IDP_UNKNOWN}, {600, TOKEN_IDP_UNKNOWN}, {-1, TOKEN_IDP_UNKNOWN},
     };
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         /* The body is a valid JWT: only a 200 may turn it into an active token. */
         expect_outcome(rows[i].status, "application/jwt", jwt, rows[i].want);
@@ -133,7 +106,7 @@ static void test_status_maps_to_http(void **state)
 
 static void test_curity_jwt(void **state)
 {
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     char body[2048];
     snprintf(body, sizeof(body), "%s\n", jwt); /* a trailing newline, as some servers send */
     struct token_info *ti = classify(200, "application/jwt", "max-age=300", body);
@@ -164,7 +137,7 @@ static void test_jwt_content_types(void **state)
         "application/token-introspection+jwt",
         "application/token-introspection+JWT; charset=utf-8",
     };
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         expect_outcome(200, types[i], jwt, TOKEN_ACTIVE);
 
@@ -188,7 +161,7 @@ static void test_jwt_content_types(void **state)
 
 static void test_jwt_whitespace_trimmed(void **state)
 {
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     char body[2048];
     snprintf(body, sizeof(body), " \r\n\t%s\r\n \n", jwt);
     struct token_info *ti = classify(200, "application/jwt", NULL, body);
@@ -212,7 +185,7 @@ static void test_large_jwt(void **state)
         o +=
             snprintf(payload + o, sizeof(payload) - (size_t)o, "%s\"group-%04d\"", i ? "," : "", i);
     snprintf(payload + o, sizeof(payload) - (size_t)o, "]}");
-    char *jwt = make_jwt(payload);
+    char *jwt = jwt_of(payload);
     assert_true(strlen(jwt) > 6144);
     struct token_info *ti = classify(200, "application/jwt", NULL, jwt);
     assert_int_equal(ti->outcome, TOKEN_ACTIVE);
@@ -224,7 +197,7 @@ static void test_large_jwt(void **state)
 
 static void test_malformed_jwt_in_200(void **state)
 {
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     char body[2048];
 
     expect_outcome(200, "application/jwt", "", TOKEN_IDP_ERROR);
@@ -239,10 +212,10 @@ static void test_malformed_jwt_in_200(void **state)
     expect_outcome(200, "application/jwt", body, TOKEN_IDP_ERROR);
     free(jwt);
 
-    jwt = make_jwt("[\"not\",\"an\",\"object\"]");
+    jwt = jwt_of("[\"not\",\"an\",\"object\"]");
     expect_outcome(200, "application/jwt", jwt, TOKEN_IDP_ERROR);
     free(jwt);
-    jwt = make_jwt("{\"exp\":\"tomorrow\"}");
+    jwt = jwt_of("{\"exp\":\"tomorrow\"}");
     struct token_info *ti = classify(200, "application/jwt", NULL, jwt);
     assert_int_equal(ti->outcome, TOKEN_IDP_ERROR);
     assert_non_null(strstr(ti->reason, "exp")); /* the reason says what was wrong */
@@ -265,7 +238,7 @@ static void test_html_error_page_in_200(void **state)
 
 static void test_embedded_nul_in_body(void **state)
 {
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     size_t n = strlen(jwt);
     jwt[n / 2] = '\0';
     struct idp_answer a = {
@@ -280,10 +253,10 @@ static void test_embedded_nul_in_body(void **state)
 
 static void test_keycloak_json(void **state)
 {
-    char *jwt = make_jwt("{\"exp\":1767225600,\"iat\":1767225300,\"jti\":\"onrtac:1\","
-                         "\"iss\":\"http://kc:8080/realms/demo\",\"sub\":\"user-123\","
-                         "\"typ\":\"Bearer\",\"azp\":\"api-gw\",\"scope\":\"email profile\","
-                         "\"client_id\":\"api-gw\"}");
+    char *jwt = jwt_of("{\"exp\":1767225600,\"iat\":1767225300,\"jti\":\"onrtac:1\","
+                       "\"iss\":\"http://kc:8080/realms/demo\",\"sub\":\"user-123\","
+                       "\"typ\":\"Bearer\",\"azp\":\"api-gw\",\"scope\":\"email profile\","
+                       "\"client_id\":\"api-gw\"}");
     char body[4096];
     /* The JSON members differ from the JWT's on purpose: claims come from the JWT payload. */
     snprintf(body, sizeof(body),
@@ -307,7 +280,7 @@ static void test_keycloak_json(void **state)
 
 static void test_curity_json_phantom_token(void **state)
 {
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     char body[4096];
     snprintf(body, sizeof(body),
              "{\"sub\":\"alice\",\"purpose\":\"access_token\",\"iss\":\"https://idsvr\","
@@ -334,7 +307,7 @@ static void test_json_inactive(void **state)
     expect_outcome(200, "application/token-introspection+json", "{\"active\":false}",
                    TOKEN_INACTIVE);
     /* Inactive wins over a JWT that should not be there. */
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     char body[2048];
     snprintf(body, sizeof(body), "{\"active\":false,\"jwt\":\"%s\"}", jwt);
     expect_outcome(200, "application/json", body, TOKEN_INACTIVE);
@@ -371,7 +344,7 @@ static void test_json_unusable(void **state)
 static void test_json_jwt_member_preferred(void **state)
 {
     /* Both members: "jwt" (the Keycloak name) is used. */
-    char *jwt = make_jwt(CURITY_PAYLOAD);
+    char *jwt = jwt_of(CURITY_PAYLOAD);
     char body[4096];
     snprintf(body, sizeof(body), "{\"active\":true,\"jwt\":\"%s\",\"phantom_token\":\"bad\"}", jwt);
     expect_outcome(200, "application/json", body, TOKEN_ACTIVE);

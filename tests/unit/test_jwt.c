@@ -10,44 +10,9 @@
 #include <cmocka.h>
 
 #include "jwt.h"
+#include "jwt_fixture.h"
 
 /* ---- helpers ---- */
-
-static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Appends base64url (no padding) of in[0, len) to out; returns the chars written. */
-static size_t b64url_encode(const uint8_t *in, size_t len, char *out)
-{
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | in[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = B64URL[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = B64URL[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-    return o;
-}
-
-/* header.payload.signature from two JSON texts and a fake signature; free() the result. */
-static char *make_jwt(const char *header, const char *payload, const char *sig)
-{
-    size_t cap = (strlen(header) + strlen(payload) + strlen(sig)) * 2 + 8;
-    char *j = malloc(cap);
-    assert_non_null(j);
-    size_t o = b64url_encode((const uint8_t *)header, strlen(header), j);
-    j[o++] = '.';
-    o += b64url_encode((const uint8_t *)payload, strlen(payload), j + o);
-    j[o++] = '.';
-    b64url_encode((const uint8_t *)sig, strlen(sig), j + o);
-    return j;
-}
 
 static const char *HDR = "{\"kid\":\"-1325479574\",\"x5t\":\"UVbYDeq1Y9nKqQ\",\"alg\":\"RS256\"}";
 static const char *SIG = "a fake RS256 signature, 256 bytes in real life";
