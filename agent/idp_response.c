@@ -134,7 +134,7 @@ void idp_parse_cache_control(const char *v, long *max_age, int *no_store)
 
 /* ---- Content-Type ---- */
 
-enum body_kind { BODY_OTHER, BODY_JWT, BODY_JSON };
+enum body_kind { BODY_OTHER, BODY_JWT, BODY_INTROSPECTION_JWT, BODY_JSON };
 
 static bool ends_with_ci(const char *s, size_t len, const char *suffix)
 {
@@ -158,6 +158,8 @@ static enum body_kind body_kind_of(const char *ct)
         return BODY_OTHER;
     const char *sub = ct + sizeof(APP) - 1;
     size_t sub_len = len - (sizeof(APP) - 1);
+    if (sub_len == 23 && strncasecmp(sub, "token-introspection+jwt", 23) == 0)
+        return BODY_INTROSPECTION_JWT;
     if ((sub_len == 3 && strncasecmp(sub, "jwt", 3) == 0) || ends_with_ci(sub, sub_len, "+jwt"))
         return BODY_JWT;
     if ((sub_len == 4 && strncasecmp(sub, "json", 4) == 0) || ends_with_ci(sub, sub_len, "+json"))
@@ -177,14 +179,9 @@ static void trim(const char **s, size_t *len)
         (*len)--;
 }
 
-/* An active token from the JWT the IdP returned, or an IdP error when the JWT is unusable. */
-static struct token_info *active_from_jwt(const char *jwt, size_t len)
+/* The active token that forwards jwt with the claims c (taken over). NULL on ENOMEM. */
+static struct token_info *active_token(const char *jwt, size_t len, struct token_claims c)
 {
-    struct token_claims c;
-    const char *why;
-    trim(&jwt, &len);
-    if (jwt_parse_claims(jwt, len, &c, &why) < 0)
-        return token_info_new(TOKEN_IDP_ERROR, why);
     struct token_info *ti = token_info_new(TOKEN_ACTIVE, "IdP returned a JWT");
     char *copy = ti ? strndup(jwt, len) : NULL;
     if (!copy) {
@@ -196,6 +193,33 @@ static struct token_info *active_from_jwt(const char *jwt, size_t len)
     ti->jwt_len = len;
     ti->claims = c;
     return ti;
+}
+
+/* An active token from the JWT the IdP returned, or an IdP error when the JWT is unusable. */
+static struct token_info *active_from_jwt(const char *jwt, size_t len)
+{
+    struct token_claims c;
+    const char *why;
+    trim(&jwt, &len);
+    if (jwt_parse_claims(jwt, len, &c, &why) < 0)
+        return token_info_new(TOKEN_IDP_ERROR, why);
+    return active_token(jwt, len, c);
+}
+
+/* RFC 9701: the signed introspection answer. It may say "inactive" (a well-formed JWT that must
+ * never be forwarded); when active, it is what the API receives, with the claims read from its
+ * token_introspection object. */
+static struct token_info *from_introspection_jwt(const char *jwt, size_t len)
+{
+    struct token_claims c;
+    const char *why;
+    bool active;
+    trim(&jwt, &len);
+    if (jwt_parse_introspection(jwt, len, &active, &c, &why) < 0)
+        return token_info_new(TOKEN_IDP_ERROR, why);
+    if (!active)
+        return token_info_new(TOKEN_INACTIVE, "IdP said the token is inactive");
+    return active_token(jwt, len, c);
 }
 
 /* The JWT member of an active JSON answer: "jwt" (Keycloak >= 25) or "phantom_token" (Curity). */
@@ -237,6 +261,8 @@ static struct token_info *classify_200(const struct idp_answer *a)
     switch (body_kind_of(a->content_type)) {
     case BODY_JWT:
         return active_from_jwt(body, len);
+    case BODY_INTROSPECTION_JWT:
+        return from_introspection_jwt(body, len);
     case BODY_JSON:
         return classify_json(body, len);
     case BODY_OTHER:

@@ -19,6 +19,8 @@ struct idp_answer {
 /* Never returns NULL unless out of memory. Mapping:
  *   200 application/jwt (or any +jwt type) with a well-formed JWS  -> TOKEN_ACTIVE
  *   200 JSON active:true with "jwt" (Keycloak >= 25) or "phantom_token" (Curity) -> TOKEN_ACTIVE
+ *   200 application/token-introspection+jwt (RFC 9701) whose token_introspection says active
+ *       -> TOKEN_ACTIVE (that JWT is forwarded; claims from token_introspection), else INACTIVE
  *   200 JSON active:false, or 204                                  -> TOKEN_INACTIVE
  *   200 anything else (malformed JWT, active:true without a JWT)    -> TOKEN_IDP_ERROR
  *   401/403/404 and 5xx but 503                                     -> TOKEN_IDP_ERROR

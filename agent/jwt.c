@@ -313,3 +313,29 @@ int jwt_parse_claims(const char *jwt, size_t len, struct token_claims *c, const 
         token_claims_clear(c);
     return r;
 }
+
+int jwt_parse_introspection(const char *jwt, size_t len, bool *active, struct token_claims *c,
+                            const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    memset(c, 0, sizeof(*c));
+    *active = false;
+    json_t *payload = check_jws(jwt, len, why);
+    if (!payload)
+        return -1;
+    int r = -1;
+    json_t *ti = json_object_get(payload, "token_introspection");
+    json_t *act = json_object_get(ti, "active");
+    if (!json_is_object(ti) || !json_is_boolean(act))
+        *why = "introspection JWT has no token_introspection object with a boolean active";
+    else if (!(*active = json_is_true(act)))
+        r = 0;
+    else
+        r = read_claims(ti, c, why);
+    json_decref(payload);
+    if (r < 0)
+        token_claims_clear(c);
+    return r;
+}

@@ -3,6 +3,7 @@
 #ifndef PTA_JWT_H
 #define PTA_JWT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,5 +28,12 @@ long b64url_decode(const char *in, size_t len, uint8_t *out);
  * scope is normalised: single spaces, no leading/trailing space, NULL when empty. why may be NULL.
  */
 int jwt_parse_claims(const char *jwt, size_t len, struct token_claims *c, const char **why);
+
+/* RFC 9701 (application/token-introspection+jwt): the JWT is the IdP's signed introspection
+ * answer, whose claims sit in its "token_introspection" object. Checks the JWS like
+ * jwt_parse_claims(), sets *active from that object and, when active, reads the claims from it.
+ * Returns 0, or -1 with *why set. */
+int jwt_parse_introspection(const char *jwt, size_t len, bool *active, struct token_claims *c,
+                            const char **why);
 
 #endif

@@ -134,8 +134,7 @@ static void test_jwt_content_types(void **state)
         "application/jwt; charset=utf-8",
         "application/jwt;charset=UTF-8",
         " application/jwt ; q=1",
-        "application/token-introspection+jwt",
-        "application/token-introspection+JWT; charset=utf-8",
+        "application/at+jwt",
     };
     char *jwt = jwt_of(CURITY_PAYLOAD);
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
@@ -296,6 +295,44 @@ static void test_curity_json_phantom_token(void **state)
     free(jwt);
 }
 
+/* RFC 9701: a signed introspection answer. Its top level carries no token claims, so it must never
+ * be read (or forwarded) as if it were the access token's JWT. */
+static void test_rfc9701_introspection_jwt(void **state)
+{
+    static const char *ct = "application/token-introspection+jwt";
+    char *active = jwt_of("{\"iss\":\"https://as.example\",\"aud\":\"agent\",\"iat\":1767222000,"
+                          "\"token_introspection\":{\"active\":true,\"sub\":\"alice\","
+                          "\"client_id\":\"web\",\"scope\":\"openid  read\",\"exp\":1767225600}}");
+    struct token_info *ti =
+        classify(200, "Application/Token-Introspection+JWT; charset=utf-8", NULL, active);
+    assert_int_equal(ti->outcome, TOKEN_ACTIVE);
+    assert_string_equal(ti->jwt, active);
+    assert_string_equal(ti->claims.sub, "alice");
+    assert_string_equal(ti->claims.client_id, "web");
+    assert_string_equal(ti->claims.scope, "openid read");
+    assert_true(ti->claims.has_exp);
+    assert_int_equal(ti->claims.exp, 1767225600);
+    token_unref(ti);
+    free(active);
+
+    /* Inactive: a perfectly well-formed, signed JWT that says no. */
+    char *inactive = jwt_of("{\"iss\":\"https://as.example\",\"token_introspection\":"
+                            "{\"active\":false}}");
+    expect_outcome(200, ct, inactive, TOKEN_INACTIVE);
+    free(inactive);
+
+    /* An access-token JWT under this content type, or a non-boolean active: unusable. */
+    char *plain = jwt_of(CURITY_PAYLOAD);
+    expect_outcome(200, ct, plain, TOKEN_IDP_ERROR);
+    free(plain);
+    char *bad = jwt_of("{\"token_introspection\":{\"active\":\"true\"}}");
+    expect_outcome(200, ct, bad, TOKEN_IDP_ERROR);
+    free(bad);
+    bad = jwt_of("{\"token_introspection\":{\"active\":true,\"exp\":\"soon\"}}");
+    expect_outcome(200, ct, bad, TOKEN_IDP_ERROR);
+    free(bad);
+}
+
 static void test_json_inactive(void **state)
 {
     struct token_info *ti = classify(200, "application/json", "max-age=5", "{\"active\":false}");
@@ -448,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_embedded_nul_in_body),
         cmocka_unit_test(test_keycloak_json),
         cmocka_unit_test(test_curity_json_phantom_token),
+        cmocka_unit_test(test_rfc9701_introspection_jwt),
         cmocka_unit_test(test_json_inactive),
         cmocka_unit_test(test_json_unusable),
         cmocka_unit_test(test_json_jwt_member_preferred),
