@@ -6,7 +6,7 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config libev-dev libcurl4-openssl-dev libjansson-dev libssl-dev
        libmicrohttpd-dev)
-test=("${build[@]}" libcmocka-dev haproxy python3 curl)
+test=("${build[@]}" libcmocka-dev haproxy python3 curl openssl)
 demo=("${build[@]}" haproxy python3 curl)
 rpm=("${build[@]}" rpm systemd)
 bench=("${test[@]}" wrk valgrind)

@@ -172,10 +172,15 @@ class Response:
         return "<Response %d %r %r>" % (self.status, self.headers, self.body[:300])
 
 
-def http_request(port, method, path, headers=(), body=None, timeout=15, host="127.0.0.1"):
+def http_request(port, method, path, headers=(), body=None, timeout=15, host="127.0.0.1",
+                 tls=None):
     """One request with exactly the given headers ([(name, value), ...], duplicates, order and
-    casing kept). Adds Host when absent (HTTP/1.1 requires it) and Content-Length for a body."""
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    casing kept). Adds Host when absent (HTTP/1.1 requires it) and Content-Length for a body.
+    tls: an ssl.SSLContext for HTTPS."""
+    if tls is not None:
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=tls)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         names = {k.lower() for k, _ in headers}
@@ -228,7 +233,7 @@ class Stack:
     expects CLIENT_SECRET); idp_url: overrides the introspection URL (e.g. an unreachable one)."""
 
     def __init__(self, agent_args=(), agent_secret=CLIENT_SECRET, client_auth="basic",
-                 idp_url=None, haproxy_env=None, start_agent=True):
+                 idp_url=None, haproxy_env=None, start_agent=True, idp_args=(), idp_tls=None):
         require_binaries()
         self.tmpdir = tempfile.mkdtemp(prefix="pta-it-")
         self.procs = {}
@@ -239,6 +244,8 @@ class Stack:
         self.idp_url = idp_url
         self.haproxy_env = dict(haproxy_env or {})
         self.start_agent_first = start_agent
+        self.idp_args = list(idp_args)  # e.g. --tls-cert/--tls-key: then idp_tls is the client
+        self.idp_tls = idp_tls          # ssl.SSLContext the harness uses to reach the IdP
         self.agent_port = free_port()
         self.haproxy_port = free_port()
         self.stats_socket = os.path.join(self.tmpdir, "haproxy.sock")
@@ -250,7 +257,8 @@ class Stack:
     def start(self):
         try:
             self.idp_port = self._start_py("idp", [IDP_PY, "--port", "0", "--client-id", CLIENT_ID,
-                                                   "--secret-file", self._secret_file("idp-secret", CLIENT_SECRET)])
+                                                   "--secret-file", self._secret_file("idp-secret", CLIENT_SECRET)]
+                                          + self.idp_args)
             self.echo_port = self._start_py("echo", [ECHO_PY, "--port", "0"])
             if self.start_agent_first:
                 self.start_agent()
@@ -295,7 +303,8 @@ class Stack:
 
     @property
     def introspection_url(self):
-        return self.idp_url or "http://127.0.0.1:%d/introspect" % self.idp_port
+        scheme = "https" if self.idp_tls else "http"
+        return self.idp_url or "%s://127.0.0.1:%d/introspect" % (scheme, self.idp_port)
 
     def agent_argv(self):
         return [AGENT, "--listen", "127.0.0.1:%d" % self.agent_port, "--log-level", "debug",
@@ -387,7 +396,8 @@ class Stack:
     def _idp(self, method, path, doc=None):
         body = None if doc is None else json.dumps(doc).encode()
         r = http_request(self.idp_port, method, path,
-                         [("Content-Type", "application/json")] if body else [], body)
+                         [("Content-Type", "application/json")] if body else [], body,
+                         tls=self.idp_tls)
         if r.status != 200:
             raise AssertionError("IdP control %s %s: %r" % (method, path, r))
         return r.json()

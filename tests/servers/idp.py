@@ -27,6 +27,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -302,7 +303,12 @@ def parse_args(argv):
     p.add_argument("--secret-file", help="file holding the client secret")
     p.add_argument("--demo", action="store_true", help="pre-register the demo tokens")
     p.add_argument("--verbose", action="store_true", help="log every request (never tokens)")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate chain (PEM)")
+    p.add_argument("--tls-key", help="the private key of --tls-cert (PEM)")
+    p.add_argument("--tls-client-ca", help="require a client certificate signed by this CA (mTLS)")
     args = p.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        p.error("--tls-cert and --tls-key go together")
     if args.secret_file and not args.client_id:
         args.client_id = DEFAULT_CLIENT_ID
     if args.client_id and not args.secret_file:
@@ -310,9 +316,22 @@ def parse_args(argv):
     return args
 
 
+def tls_wrap(srv, args):
+    """HTTPS (and mTLS with --tls-client-ca); the handshake happens in the handler thread, on the
+    first read, so a client that fails it cannot stall the accept loop."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(args.tls_client_ca)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+
+
 def main(argv=None):
     args = parse_args(argv)
     srv = Server((args.host, args.port), Handler)
+    if args.tls_cert:
+        tls_wrap(srv, args)
     srv.state = State(args.demo)
     srv.verbose = args.verbose
     srv.client_id = args.client_id
