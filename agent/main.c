@@ -184,10 +184,6 @@ static int run(struct daemon *d)
         return 1;
     }
     setup_signals(d, loop);
-    if (!d->cfg->introspection_url)
-        log_warn("no introspection-url: every token is answered 503");
-    if (d->cfg->tls_insecure_skip_verify)
-        log_warn("TLS verification of the identity server is OFF (tls-insecure-skip-verify)");
     log_info("phantom-token-agent %s listening on %s", PTA_VERSION, d->cfg->listen);
 
     ev_run(loop, 0);

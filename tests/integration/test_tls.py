@@ -77,7 +77,7 @@ class TLS(unittest.TestCase):
     def test_insecure_skip_verify_is_explicit_and_logged(self):
         s = self.stack(["--tls-insecure-skip-verify"])
         self.assertEqual(self.exchange(s, "insecure").status, 200)
-        self.assertIn("TLS verification of the identity server is OFF", s.log("agent"))
+        self.assertIn("TLS certificate verification is OFF", s.log("agent"))
 
     def test_mutual_tls(self):
         p = self.pki
