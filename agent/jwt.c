@@ -298,24 +298,26 @@ static json_t *check_jws(const char *jwt, size_t len, const char **why)
     return payload;
 }
 
-int jwt_parse_claims(const char *jwt, size_t len, struct token_claims *c, const char **why)
+/* Reads the claims from the payload itself or, for an RFC 9701 answer, from its nested
+ * "token_introspection" object, whose boolean "active" must be present. */
+static int claims_from(json_t *payload, const char *nested, bool *active, struct token_claims *c,
+                       const char **why)
 {
-    const char *dummy;
-    if (!why)
-        why = &dummy;
-    memset(c, 0, sizeof(*c));
-    json_t *payload = check_jws(jwt, len, why);
-    if (!payload)
+    *active = true;
+    if (!nested)
+        return read_claims(payload, c, why);
+    json_t *obj = json_object_get(payload, nested);
+    json_t *act = json_object_get(obj, "active");
+    if (!json_is_object(obj) || !json_is_boolean(act)) {
+        *why = "introspection JWT has no token_introspection object with a boolean active";
         return -1;
-    int r = read_claims(payload, c, why);
-    json_decref(payload);
-    if (r < 0)
-        token_claims_clear(c);
-    return r;
+    }
+    *active = json_is_true(act);
+    return *active ? read_claims(obj, c, why) : 0;
 }
 
-int jwt_parse_introspection(const char *jwt, size_t len, bool *active, struct token_claims *c,
-                            const char **why)
+static int parse(const char *jwt, size_t len, const char *nested, bool *active,
+                 struct token_claims *c, const char **why)
 {
     const char *dummy;
     if (!why)
@@ -325,17 +327,21 @@ int jwt_parse_introspection(const char *jwt, size_t len, bool *active, struct to
     json_t *payload = check_jws(jwt, len, why);
     if (!payload)
         return -1;
-    int r = -1;
-    json_t *ti = json_object_get(payload, "token_introspection");
-    json_t *act = json_object_get(ti, "active");
-    if (!json_is_object(ti) || !json_is_boolean(act))
-        *why = "introspection JWT has no token_introspection object with a boolean active";
-    else if (!(*active = json_is_true(act)))
-        r = 0;
-    else
-        r = read_claims(ti, c, why);
+    int r = claims_from(payload, nested, active, c, why);
     json_decref(payload);
     if (r < 0)
         token_claims_clear(c);
     return r;
+}
+
+int jwt_parse_claims(const char *jwt, size_t len, struct token_claims *c, const char **why)
+{
+    bool active;
+    return parse(jwt, len, NULL, &active, c, why);
+}
+
+int jwt_parse_introspection(const char *jwt, size_t len, bool *active, struct token_claims *c,
+                            const char **why)
+{
+    return parse(jwt, len, "token_introspection", active, c, why);
 }
