@@ -357,6 +357,14 @@ void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f
     const char *tok = NULL;
     size_t len = 0;
     request_from_message(&m, &r);
+    if (!r.auth && !a->warned_no_auth_arg) { /* a SPOE message without it denies everyone */
+        char name[65];
+        log_printable(m.name.ptr, m.name.len, name, sizeof(name));
+        a->warned_no_auth_arg = true;
+        log_warn("SPOE message '%s' has no 'authorization' argument: every request is answered "
+                 "401; check the spoe-message args",
+                 name);
+    }
     enum bearer_result b = parse_credentials(&r, &tok, &len);
     fill_input(&in, &r, b);
     if (b != BEARER_OK || r.auth_count > 1) {

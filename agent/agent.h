@@ -30,7 +30,8 @@ struct agent {
     ev_prepare flusher;
     unsigned nconns;
     bool draining;
-    struct pending *spare; /* a preallocated waiter, so a cache hit allocates nothing */
+    bool warned_no_auth_arg; /* said once: the SPOE message lacks the authorization argument */
+    struct pending *spare;   /* a preallocated waiter, so a cache hit allocates nothing */
     struct metrics metrics;
 };
 

@@ -287,10 +287,12 @@ static void conn_on_hello(struct conn *c, const struct spop_frame *f)
 static void conn_on_haproxy_disconnect(struct conn *c, const struct spop_frame *f)
 {
     struct spop_disconnect d;
-    if (spop_disconnect_decode(f->payload, f->payload_len, &d) == 0 && d.status != 0)
-        log_info("spop %s: HAProxy disconnects: status %u (%s): %.*s", c->peer, d.status,
-                 spop_status_str((int)d.status), (int)d.message.len, (const char *)d.message.ptr);
-    else
+    char msg[128];
+    if (spop_disconnect_decode(f->payload, f->payload_len, &d) == 0 && d.status != 0) {
+        log_printable(d.message.ptr, d.message.len, msg, sizeof(msg));
+        log_info("spop %s: HAProxy disconnects: status %u (%s): %s", c->peer, d.status,
+                 spop_status_str((int)d.status), msg);
+    } else
         log_debug("spop %s: HAProxy disconnects", c->peer);
     conn_disconnect(c, SPOP_ST_NORMAL, "");
 }

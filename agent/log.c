@@ -96,3 +96,12 @@ void log_token_id(const char *token, size_t len, char out[13])
     }
     out[12] = '\0';
 }
+
+void log_printable(const void *data, size_t len, char *out, size_t cap)
+{
+    const unsigned char *p = data;
+    size_t n = len < cap - 1 ? len : cap - 1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+    out[n] = '\0';
+}

@@ -25,6 +25,10 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
             log_msg(LOG_LVL_DEBUG, __VA_ARGS__);                                                   \
     } while (0)
 
+/* Copies bytes from the wire for a log line: at most cap - 1 of them, NUL-terminated, each byte
+ * outside printable ASCII replaced by '?' so that peer data can never forge a log line. */
+void log_printable(const void *data, size_t len, char *out, size_t cap);
+
 /* Writes the first 12 hex digits of SHA-256(token) into out (13 bytes with the NUL). */
 void log_token_id(const char *token, size_t len, char out[13]);
 

@@ -820,6 +820,21 @@ class Notify(AgentTestCase):
         c.send(disconnect_frame(ST_TIMEOUT, "a timeout occurred"))
         self.assertDisconnect(c, ST_NORMAL)
 
+    def test_peer_text_cannot_forge_log_lines(self):
+        c = self.connect()
+        c.send(disconnect_frame(ST_TIMEOUT, "boom\n2026-01-01T00:00:00Z error forged"))
+        self.assertDisconnect(c, ST_NORMAL)
+        log = self.agent.log_text()
+        self.assertIn("boom?2026-01-01T00:00:00Z error forged", log)
+        self.assertNotIn("\n2026-01-01T00:00:00Z error forged", log)
+
+    def test_message_without_authorization_argument_is_401_and_said_once(self):
+        c = self.connect()
+        for fid in (1, 2):
+            c.send(frame(NOTIFY, 9, fid, message("misconfigured", [("auth", v_str("Bearer x"))])))
+            self.assertStatus(self.ack_vars(c.recv_frame(), 9, fid), 401)
+        self.assertEqual(self.agent.log_text().count("has no 'authorization' argument"), 1)
+
 
 class ProtocolErrors(AgentTestCase):
     """Every error ends with its DISCONNECT and a close; the agent then serves a new connection."""
