@@ -135,11 +135,14 @@ static void setup_signals(struct daemon *d, struct ev_loop *loop)
 }
 
 /* Runs on the loop thread, for the metrics endpoint. */
-static char *render_http(void *ud, const char *path)
+static char *render_http(void *ud, const char *path, unsigned *status)
 {
     struct daemon *d = ud;
-    if (strcmp(path, "/healthz") == 0)
+    if (strcmp(path, "/healthz") == 0) {
+        if (d->agent.draining) /* tells load balancers and orchestrators to look elsewhere */
+            *status = 503;
         return strdup(d->agent.draining ? "draining\n" : "ok\n");
+    }
     if (strcmp(path, "/metrics") != 0)
         return NULL;
     const struct metrics *workers[1] = {&d->agent.metrics};

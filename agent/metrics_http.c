@@ -29,6 +29,7 @@ struct metrics_http {
     pthread_cond_t cond;
     const char *path; /* the request being served, set by the MHD thread */
     char *body;
+    unsigned status;
     bool asked, answered, stopping;
 };
 
@@ -38,7 +39,8 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     struct metrics_http *m = w->data;
     pthread_mutex_lock(&m->lock);
     if (m->asked && !m->answered) {
-        m->body = m->fn(m->ud, m->path);
+        m->status = MHD_HTTP_OK;
+        m->body = m->fn(m->ud, m->path, &m->status);
         m->answered = true;
         pthread_cond_broadcast(&m->cond);
     }
@@ -46,7 +48,7 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 }
 
 /* MHD thread: ask the loop and wait, bounded. Returns the body, NULL for 404, or sets *stuck. */
-static char *ask_loop(struct metrics_http *m, const char *path, bool *stuck)
+static char *ask_loop(struct metrics_http *m, const char *path, bool *stuck, unsigned *status)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -62,6 +64,7 @@ static char *ask_loop(struct metrics_http *m, const char *path, bool *stuck)
             break;
     char *body = m->body;
     *stuck = !m->answered;
+    *status = m->status;
     m->asked = false;
     m->body = NULL;
     pthread_mutex_unlock(&m->lock);
@@ -92,7 +95,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, strdup("method not allowed\n"),
                      "text/plain");
     bool stuck;
-    char *body = ask_loop(m, url, &stuck);
+    unsigned status;
+    char *body = ask_loop(m, url, &stuck, &status);
     if (stuck)
         return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, strdup("event loop not answering\n"),
                      "text/plain");
@@ -100,7 +104,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply(conn, MHD_HTTP_NOT_FOUND, strdup("not found\n"), "text/plain");
     const char *type = strcmp(url, "/metrics") == 0 ? "text/plain; version=0.0.4; charset=utf-8"
                                                     : "text/plain; charset=utf-8";
-    return reply(conn, MHD_HTTP_OK, body, type);
+    return reply(conn, status, body, type);
 }
 
 static int parse_addr(const char *addr, struct sockaddr_storage *ss, char *err, size_t errlen)

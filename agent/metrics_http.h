@@ -9,8 +9,9 @@
 
 #include <ev.h>
 
-/* Runs on the loop thread. Returns a malloc'd body for path, or NULL for 404. */
-typedef char *(*metrics_http_fn)(void *ud, const char *path);
+/* Runs on the loop thread. Returns a malloc'd body for path and sets *status (200 unless told
+ * otherwise), or NULL for 404. */
+typedef char *(*metrics_http_fn)(void *ud, const char *path, unsigned *status);
 
 struct metrics_http *metrics_http_start(struct ev_loop *loop, const char *addr, metrics_http_fn fn,
                                         void *ud, char *err, size_t errlen);

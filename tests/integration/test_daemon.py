@@ -202,7 +202,9 @@ class Drain(unittest.TestCase):
     """SIGTERM: stop accepting, answer what is in flight, exit 0."""
 
     def setUp(self):
-        self.stack = harness.Stack(agent_args=["--drain-timeout", "5s"]).start()
+        self.metrics_port = harness.free_port()
+        self.stack = harness.Stack(agent_args=[
+            "--drain-timeout", "5s", "--metrics-listen", "127.0.0.1:%d" % self.metrics_port]).start()
 
     def tearDown(self):
         self.stack.stop()
@@ -216,7 +218,11 @@ class Drain(unittest.TestCase):
         harness.wait_until(lambda: s.idp_stats().get("in_flight", 0) >= 1, 10,
                            "the introspection to reach the IdP")
         agent = s.procs["agent"]
+        self.assertEqual(scrape(self.metrics_port, "/healthz").status, 200)
         os.kill(agent.pid, signal.SIGTERM)
+        harness.wait_until(lambda: "stopping: draining" in agent.log_text(), 5, "the drain")
+        r = scrape(self.metrics_port, "/healthz")
+        self.assertEqual((r.status, r.body), (503, b"draining\n"))
         t.join(15)
         self.assertEqual(result["r"].status, 200, "the in-flight request was not answered")
         self.assertEqual(agent.popen.wait(10), 0, agent.log_text()[-2000:])
