@@ -5,6 +5,7 @@
  * goes away never strands the other requests waiting for the same token. */
 #include "agent.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,7 @@ struct pending {
     struct cache_key key;
     unsigned auth_count;
     const char *cache_tag; /* "miss" for the request that started the flight, else "coalesced" */
+    ev_tstamp queued_at;   /* loop time when it started waiting, for the access log */
     char token_id[13];
     char *scopes, *realm; /* owned copies of the message arguments */
     size_t scopes_len, realm_len;
@@ -52,13 +54,18 @@ static int64_t now_seconds(void)
 
 /* ---- answering ---- */
 
-static void access_log(const struct conn *c, const struct decision *d, const char *token_id)
+/* idp_ms: how long the request waited for the IdP, or < 0 when it did not (hit, no token). */
+static void access_log(const struct conn *c, const struct decision *d, const char *token_id,
+                       double idp_ms)
 {
     if (!c->agent->cfg->access_log)
         return;
-    log_info("decision token=%s status=%d error=%s cache=%s sub=%s", token_id ? token_id : "-",
-             d->status, d->error ? d->error : "-", d->cache ? d->cache : "-",
-             d->sub ? d->sub : "-");
+    char wait[32] = "-";
+    if (idp_ms >= 0)
+        snprintf(wait, sizeof(wait), "%.1f", idp_ms);
+    log_info("decision token=%s status=%d error=%s cache=%s sub=%s idp_ms=%s",
+             token_id ? token_id : "-", d->status, d->error ? d->error : "-",
+             d->cache ? d->cache : "-", d->sub ? d->sub : "-", wait);
 }
 
 /* Writes the ACK; a JWT that cannot fit the negotiated frame is answered 502 rather than cut. */
@@ -90,14 +97,14 @@ static void send_ack(struct conn *c, uint64_t sid, uint64_t fid, struct decision
 }
 
 static void answer(struct conn *c, uint64_t sid, uint64_t fid, const struct decision_input *in,
-                   const char *token_id)
+                   const char *token_id, double idp_ms)
 {
     struct decision d;
     decide(in, &d);
     send_ack(c, sid, fid, &d);
     c->agent->metrics.ack_total++;
     metrics_count_decision(&c->agent->metrics, d.status);
-    access_log(c, &d, token_id);
+    access_log(c, &d, token_id, idp_ms);
     decision_clear(&d);
 }
 
@@ -155,7 +162,8 @@ static void pending_done(struct cache_waiter *w, struct token_info *ti)
             .now = now_seconds(),
             .cache = p->cache_tag,
         };
-        answer(c, p->stream_id, p->frame_id, &in, p->token_id);
+        answer(c, p->stream_id, p->frame_id, &in, p->token_id,
+               (ev_now(c->agent->loop) - p->queued_at) * 1000.0);
     }
     pending_unlink(p);
     pending_free(p);
@@ -279,7 +287,7 @@ static void answer_oom(struct conn *c, const struct spop_frame *f, struct decisi
 {
     struct token_info *err = token_info_new(TOKEN_IDP_ERROR, "out of memory");
     in->ti = err; /* NULL when even this fails: decide() answers 500 */
-    answer(c, f->stream_id, f->frame_id, in, token_id);
+    answer(c, f->stream_id, f->frame_id, in, token_id, -1);
     token_unref(err);
 }
 
@@ -302,7 +310,7 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     if (found == CACHE_HIT) {
         in->ti = ti;
         in->cache = ti->outcome == TOKEN_ACTIVE ? "hit" : "negative";
-        answer(c, f->stream_id, f->frame_id, in, token_id);
+        answer(c, f->stream_id, f->frame_id, in, token_id, -1);
         token_unref(ti);
         a->spare = p; /* reused by the next request: a hit allocates nothing */
         return;
@@ -322,6 +330,7 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     p->stream_id = f->stream_id;
     p->frame_id = f->frame_id;
     p->auth_count = r->auth_count;
+    p->queued_at = ev_now(a->loop);
     memcpy(p->token_id, token_id, sizeof(token_id));
     pending_link(p, c);
     if (found == CACHE_LEAD)
@@ -368,7 +377,7 @@ void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f
     enum bearer_result b = parse_credentials(&r, &tok, &len);
     fill_input(&in, &r, b);
     if (b != BEARER_OK || r.auth_count > 1) {
-        answer(c, f->stream_id, f->frame_id, &in, NULL);
+        answer(c, f->stream_id, f->frame_id, &in, NULL, -1);
         return;
     }
     handle_token(a, c, f, &r, &in, tok, len);

@@ -144,6 +144,29 @@ class Metrics(harness.StackTestCase):
         self.assertEqual(scrape(self.METRICS_PORT, "/nope").status, 404)
 
 
+class AccessLog(harness.StackTestCase):
+    """--access-log: one line per decision with the token's hash, never the token."""
+
+    STACK_ARGS = {"agent_args": ["--access-log"]}
+
+    def test_one_line_per_decision(self):
+        s = self.stack
+        tok = s.register("access-log-token-0001", sub="carol", behaviour={"delay_ms": 50})
+        self.assertEqual(s.get(tok).status, 200)
+        self.assertEqual(s.get(tok).status, 200)
+        self.assertEqual(s.get().status, 401)
+        lines = [l for l in s.log("agent").splitlines() if " decision " in l]
+        tid = harness.token_id(tok)
+        self.assertEqual(len(lines), 3, lines)
+        miss = re.search(r"decision token=%s status=200 error=- cache=miss sub=carol "
+                         r"idp_ms=([0-9.]+)$" % tid, lines[0])
+        self.assertTrue(miss, lines[0])
+        self.assertGreaterEqual(float(miss.group(1)), 40.0)  # it did wait for the IdP's 50 ms
+        self.assertRegex(lines[1], r"decision token=%s status=200 error=- cache=hit sub=carol "
+                                   r"idp_ms=-$" % tid)
+        self.assertRegex(lines[2], r"decision token=- status=401 error=- cache=- sub=- idp_ms=-$")
+
+
 class Reload(harness.StackTestCase):
     """The agent reads a config file; SIGHUP re-reads it."""
 
