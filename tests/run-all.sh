@@ -27,4 +27,13 @@ if [ "${1:-}" != "--no-sanitizers" ]; then
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   run_suite "sanitizers" "$root/build-asan" -DPTA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 fi
+# A short fuzzing pass of the SPOP decoder, from the checked-in seeds, when clang's libFuzzer is
+# installed (contrib/install-deps.sh fuzz; CI installs it): a regression there fails the run.
+if command -v clang >/dev/null && ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a \
+    >/dev/null 2>&1; then
+  echo "=== fuzz: 200000 runs of fuzz_spop"
+  BUILD_DIR="$root/build-fuzz" "$root/tests/fuzz/run-fuzz.sh" 120 -runs=200000 2>&1 | tail -n 3
+else
+  echo "=== fuzz: skipped (clang/libFuzzer not installed: contrib/install-deps.sh fuzz)"
+fi
 echo "all test suites passed"
