@@ -221,6 +221,22 @@ class Reload(harness.StackTestCase):
         self.write_conf("cache-max-ttl = 300s\n")
 
 
+class ReloadCredentials(harness.StackTestCase):
+    """A rotated client secret is picked up by SIGHUP, without a restart."""
+
+    STACK_ARGS = {"agent_secret": "the-old-secret-the-idp-refuses"}
+
+    def test_new_secret_after_sighup(self):
+        s = self.stack
+        tok = s.register("rotated-secret-token-0001")
+        self.assertEqual(s.get(tok).status, 502)  # the IdP answers 401 to the old secret
+        s._secret_file("agent-secret", harness.CLIENT_SECRET)  # the file the agent was given
+        agent = s.procs["agent"]
+        os.kill(agent.pid, signal.SIGHUP)
+        harness.wait_until(lambda: "configuration reloaded" in agent.log_text(), 10, "reload")
+        self.assertEqual(s.get(tok).status, 200)  # errors are never cached
+
+
 class Drain(unittest.TestCase):
     """SIGTERM: stop accepting, answer what is in flight, exit 0."""
 
