@@ -3,6 +3,7 @@
 no apt step when everything is installed) and leaves no process behind."""
 
 import os
+import signal
 import subprocess
 import sys
 import unittest
@@ -15,22 +16,55 @@ SCRIPT = os.path.join(harness.SOURCE_DIR, "contrib", "demo", "run-demo.sh")
 
 class DemoTest(unittest.TestCase):
 
-    def test_demo_check_mode(self):
+    def setUp(self):
         harness.require_binaries()
-        ports = {name: harness.free_port() for name in
-                 ("DEMO_PORT", "DEMO_BACKEND_PORT", "DEMO_AGENT_PORT", "DEMO_IDP_PORT")}
-        env = dict(os.environ, PHANTOM_AGENT_BIN=harness.AGENT, HAPROXY_BIN=harness.HAPROXY,
-                   PYTHON=harness.PYTHON, **{k: str(v) for k, v in ports.items()})
-        proc = subprocess.run(["bash", SCRIPT, "--check"], env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-        out = proc.stdout.decode("utf-8", "replace")
-        self.assertEqual(proc.returncode, 0, out)
+        self.ports = {name: harness.free_port() for name in
+                      ("DEMO_PORT", "DEMO_BACKEND_PORT", "DEMO_AGENT_PORT", "DEMO_IDP_PORT")}
+        self.env = dict(os.environ, PHANTOM_AGENT_BIN=harness.AGENT, HAPROXY_BIN=harness.HAPROXY,
+                        PYTHON=harness.PYTHON, **{k: str(v) for k, v in self.ports.items()})
+        self.log = os.path.join(harness.tempfile.mkdtemp(prefix="pta-demo-"), "demo.log")
+
+    def start(self, *args):
+        """The script in its own session, so that a failed test can stop all it started."""
+        self.out = open(self.log, "wb")
+        p = subprocess.Popen(["bash", SCRIPT] + list(args), env=self.env, stdin=subprocess.DEVNULL,
+                             stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.addCleanup(self.kill_group, p)
+        return p
+
+    def kill_group(self, p):
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+        self.out.close()
+        harness.shutil.rmtree(os.path.dirname(self.log), ignore_errors=True)
+
+    def output(self):
+        with open(self.log, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def assertPortsClosed(self):
+        for name, port in self.ports.items():
+            self.assertFalse(harness.port_open(port), "%s %d still open" % (name, port))
+
+    def test_demo_check_mode(self):
+        p = self.start("--check")
+        self.assertEqual(p.wait(120), 0, self.output())
+        out = self.output()
         self.assertEqual(out.count("\nok "), 5, out)
         self.assertNotIn("FAIL", out)
         self.assertIn("curl -i -H 'Authorization: Bearer demo-", out)
         self.assertRegex(out, r"(?i)authorization: bearer eyJ")  # the backend got a JWT
-        for name, port in ports.items():
-            self.assertFalse(harness.port_open(port), "%s %d still open after --check" % (name, port))
+        self.assertPortsClosed()
+
+    def test_ctrl_c_stops_everything(self):
+        p = self.start()
+        harness.wait_until(lambda: p.poll() is None and "press Ctrl-C" in self.output(), 120,
+                           "the demo to be ready")
+        os.killpg(p.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        self.assertEqual(p.wait(30), 0, self.output())
+        self.assertIn("stopping", self.output())
+        self.assertPortsClosed()
 
 
 if __name__ == "__main__":
