@@ -26,7 +26,8 @@ struct pending {
     struct cache_key key;
     unsigned auth_count;
     const char *cache_tag; /* "miss" for the request that started the flight, else "coalesced" */
-    ev_tstamp queued_at;   /* loop time when it started waiting, for the access log */
+    bool scopes_invalid;
+    ev_tstamp queued_at; /* loop time when it started waiting, for the access log */
     char token_id[13];
     char *scopes, *realm; /* owned copies of the message arguments */
     size_t scopes_len, realm_len;
@@ -43,6 +44,7 @@ struct request {
     const struct spop_value *auth;
     unsigned auth_count;
     struct spop_str scopes, realm;
+    bool scopes_invalid; /* present, but neither NULL nor a string */
 };
 
 static int64_t now_seconds(void)
@@ -60,12 +62,12 @@ static void access_log(const struct conn *c, const struct decision *d, const cha
 {
     if (!c->agent->cfg->access_log)
         return;
-    char wait[32] = "-";
+    char wait[32] = "-"; /* sub goes last: it may hold spaces, never a field that follows */
     if (idp_ms >= 0)
         snprintf(wait, sizeof(wait), "%.1f", idp_ms);
-    log_info("decision token=%s status=%d error=%s cache=%s sub=%s idp_ms=%s",
+    log_info("decision token=%s status=%d error=%s cache=%s idp_ms=%s sub=%s",
              token_id ? token_id : "-", d->status, d->error ? d->error : "-",
-             d->cache ? d->cache : "-", d->sub ? d->sub : "-", wait);
+             d->cache ? d->cache : "-", wait, d->sub ? d->sub : "-");
 }
 
 /* Writes the ACK; a JWT that cannot fit the negotiated frame is answered 502 rather than cut. */
@@ -157,6 +159,7 @@ static void pending_done(struct cache_waiter *w, struct token_info *ti)
             .ti = ti,
             .required_scopes = p->scopes,
             .required_scopes_len = p->scopes_len,
+            .scopes_invalid = p->scopes_invalid,
             .realm = p->realm,
             .realm_len = p->realm_len,
             .now = now_seconds(),
@@ -258,6 +261,9 @@ static void request_from_message(const struct spop_message *m, struct request *r
     r->auth = spop_message_arg(m, "authorization");
     r->auth_count = arg_uint(m, "auth_count");
     r->scopes = arg_str(m, "scopes");
+    const struct spop_value *sv = spop_message_arg(m, "scopes");
+    r->scopes_invalid = sv && sv->type != SPOP_DATA_NULL && sv->type != SPOP_DATA_STR &&
+                        sv->type != SPOP_DATA_BIN; /* a requirement we cannot read is no pass */
     r->realm = arg_str(m, "realm");
 }
 
@@ -276,6 +282,7 @@ static void fill_input(struct decision_input *in, const struct request *r, enum 
     in->auth_count = r->auth_count;
     in->required_scopes = (const char *)r->scopes.ptr;
     in->required_scopes_len = r->scopes.len;
+    in->scopes_invalid = r->scopes_invalid;
     in->realm = (const char *)r->realm.ptr;
     in->realm_len = r->realm.len;
     in->now = now_seconds();
@@ -330,6 +337,7 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     p->stream_id = f->stream_id;
     p->frame_id = f->frame_id;
     p->auth_count = r->auth_count;
+    p->scopes_invalid = r->scopes_invalid;
     p->queued_at = ev_now(a->loop);
     memcpy(p->token_id, token_id, sizeof(token_id));
     pending_link(p, c);

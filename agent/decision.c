@@ -173,7 +173,8 @@ static int decide_active(const struct decision_input *in, struct decision *out, 
         return deny(out, 401, realm, "invalid_token", DESC_INVALID, NULL);
 
     char required[DECISION_MAX_SCOPES + 1];
-    if (normalise_required(in->required_scopes, in->required_scopes_len, required) < 0)
+    if (in->scopes_invalid ||
+        normalise_required(in->required_scopes, in->required_scopes_len, required) < 0)
         return server_error(out, 500);
     if (!scopes_satisfied(ti->claims.scope, required))
         return deny(out, 403, realm, "insufficient_scope", DESC_SCOPE, required);

@@ -4,6 +4,7 @@
 #ifndef PTA_DECISION_H
 #define PTA_DECISION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,7 +33,8 @@ struct decision_input {
     const struct token_info *ti; /* the resolved token when bearer == BEARER_OK, else NULL */
     const char *required_scopes; /* space-separated, may be NULL */
     size_t required_scopes_len;
-    const char *realm; /* may be NULL: DECISION_DEFAULT_REALM */
+    bool scopes_invalid; /* the route sent its scopes as something else than a string: 500 */
+    const char *realm;   /* may be NULL: DECISION_DEFAULT_REALM */
     size_t realm_len;
     int64_t now;       /* seconds since the epoch, to refuse an expired cached token */
     const char *cache; /* "hit", "miss", "coalesced", "negative", or NULL */

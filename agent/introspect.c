@@ -28,6 +28,11 @@
 #define DEFAULT_TIMEOUT_MS 2000
 #define DEFAULT_CONNECT_TIMEOUT_MS 1000
 #define DEFAULT_MAX_CONCURRENT 64
+/* Requests waiting for a transfer slot, per slot. Beyond it, and for a request that waited longer
+ * than the whole request timeout, the answer is 503 at once: by then HAProxy has given up on it
+ * (its timeout processing exceeds ours), and sending it would only feed an IdP that is already
+ * the bottleneck while newer requests wait behind it. */
+#define QUEUE_PER_SLOT 16
 #define DEFAULT_MAX_RESPONSE 65536
 /* Longer Content-Type / Cache-Control values are not truncated (that could change their meaning,
  * e.g. max-age=3600 -> max-age=36) but replaced: see header_cb. */
@@ -51,6 +56,7 @@ struct request {
     introspect_done_fn done;
     void *ud;
     struct token_info *result; /* decided without a transfer, delivered by the kick timer */
+    ev_tstamp enqueued;        /* loop time of introspector_start() */
     size_t len;
     char token[]; /* NUL-terminated copy */
 };
@@ -578,13 +584,20 @@ static int launch(struct introspector *in, struct request *r)
     return 0;
 }
 
+static bool waited_too_long(const struct introspector *in, const struct request *r)
+{
+    return (ev_now(in->loop) - r->enqueued) * 1000.0 > (double)in->s->timeout_ms;
+}
+
 /* Starts queued requests while there is room. Never calls done() itself. */
 static void pump(struct introspector *in)
 {
     while (!in->closing && in->q_head && in->n_active < in->s->max_concurrent) {
         struct request *r = fifo_pop(&in->q_head, &in->q_tail);
         in->queued--;
-        if (!in->s->url)
+        if (waited_too_long(in, r))
+            defer(in, r, answer(TOKEN_IDP_UNAVAIL, "waited too long for an introspection slot"));
+        else if (!in->s->url)
             defer(in, r, answer(TOKEN_IDP_UNAVAIL, "introspection not configured"));
         else if (launch(in, r) != 0)
             defer(in, r, answer(TOKEN_IDP_ERROR, "introspection request setup failed"));
@@ -646,11 +659,13 @@ static struct token_info *xfer_result(struct xfer *x, CURLcode rc, double ms, co
     struct token_info *ti = idp_classify(&a);
     if (!ti)
         return token_ref(&oom_answer);
-    if (ti->outcome != TOKEN_ACTIVE && ti->outcome != TOKEN_INACTIVE)
+    if (ti->outcome != TOKEN_ACTIVE && ti->outcome != TOKEN_INACTIVE) {
+        char ct[HDR_VALUE_MAX] = "no content type";
+        if (a.content_type) /* the IdP's bytes: never raw into a log line */
+            log_printable(a.content_type, strlen(a.content_type), ct, sizeof(ct));
         log_warn("introspection of token %s: IdP answered HTTP %ld (%s) after %.1f ms: %s", tid,
-                 status, a.content_type ? a.content_type : "no content type", ms,
-                 ti->reason ? ti->reason : "unusable answer");
-    else
+                 status, ct, ms, ti->reason ? ti->reason : "unusable answer");
+    } else
         log_debug("introspection of token %s: HTTP %ld, %s, %.1f ms", tid, status,
                   ti->outcome == TOKEN_ACTIVE ? "active" : "inactive", ms);
     return ti;
@@ -813,11 +828,16 @@ int introspector_start(struct introspector *in, const char *token, size_t len,
     r->done = done;
     r->ud = ud;
     r->result = NULL;
+    r->enqueued = ev_now(in->loop);
     r->len = len;
     memcpy(r->token, token, len);
     r->token[len] = '\0';
     if (!in->s->url) {
         defer(in, r, answer(TOKEN_IDP_UNAVAIL, "introspection not configured"));
+        return 0;
+    }
+    if (in->queued >= QUEUE_PER_SLOT * in->s->max_concurrent) {
+        defer(in, r, answer(TOKEN_IDP_UNAVAIL, "introspection queue full"));
         return 0;
     }
     fifo_push(&in->q_head, &in->q_tail, r);

@@ -27,8 +27,11 @@ struct listener {
     int port;
     bool is_unix;
     ev_io io;
+    ev_timer retry; /* resumes accepting after running out of descriptors */
     char *unix_path;
 };
+
+#define ACCEPT_PAUSE 0.1 /* seconds */
 
 static int bind_unix(struct listener *l, const char *path, char *err, size_t errlen)
 {
@@ -122,6 +125,24 @@ static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
     }
 }
 
+/* Out of descriptors (or memory): the pending connection stays in the backlog and the socket
+ * stays readable, so retrying at once would spin and flood the log. Wait, then try again. */
+static void pause_accepting(struct listener *l, int err)
+{
+    log_warn("accept failed: %s; pausing new SPOP connections for %.0f ms", strerror(err),
+             ACCEPT_PAUSE * 1000);
+    ev_io_stop(l->agent->loop, &l->io);
+    ev_timer_set(&l->retry, ACCEPT_PAUSE, 0.);
+    ev_timer_start(l->agent->loop, &l->retry);
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct listener *l = w->data;
+    if (l->fd >= 0)
+        ev_io_start(loop, &l->io);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = w->data;
@@ -130,7 +151,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t sl = sizeof(ss);
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_accepting(l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                     errno != ECONNABORTED)
                 log_warn("accept failed: %s", strerror(errno));
             return;
         }
@@ -166,7 +190,8 @@ struct listener *listener_new(struct agent *a, const char *addr, char *err, size
         return NULL;
     }
     ev_io_init(&l->io, on_accept, l->fd, EV_READ);
-    l->io.data = l;
+    ev_init(&l->retry, on_retry);
+    l->io.data = l->retry.data = l;
     ev_io_start(a->loop, &l->io);
     return l;
 }
@@ -176,6 +201,7 @@ void listener_stop(struct listener *l)
     if (!l || l->fd < 0)
         return;
     ev_io_stop(l->agent->loop, &l->io);
+    ev_timer_stop(l->agent->loop, &l->retry);
     close(l->fd);
     l->fd = -1;
     if (l->unix_path)

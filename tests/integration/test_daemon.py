@@ -158,13 +158,13 @@ class AccessLog(harness.StackTestCase):
         lines = [l for l in s.log("agent").splitlines() if " decision " in l]
         tid = harness.token_id(tok)
         self.assertEqual(len(lines), 3, lines)
-        miss = re.search(r"decision token=%s status=200 error=- cache=miss sub=carol "
-                         r"idp_ms=([0-9.]+)$" % tid, lines[0])
+        miss = re.search(r"decision token=%s status=200 error=- cache=miss idp_ms=([0-9.]+) "
+                         r"sub=carol$" % tid, lines[0])
         self.assertTrue(miss, lines[0])
         self.assertGreaterEqual(float(miss.group(1)), 40.0)  # it did wait for the IdP's 50 ms
-        self.assertRegex(lines[1], r"decision token=%s status=200 error=- cache=hit sub=carol "
-                                   r"idp_ms=-$" % tid)
-        self.assertRegex(lines[2], r"decision token=- status=401 error=- cache=- sub=- idp_ms=-$")
+        self.assertRegex(lines[1], r"decision token=%s status=200 error=- cache=hit idp_ms=- "
+                                   r"sub=carol$" % tid)
+        self.assertRegex(lines[2], r"decision token=- status=401 error=- cache=- idp_ms=- sub=-$")
 
 
 class Reload(harness.StackTestCase):

@@ -3,9 +3,12 @@
 unix socket used by the real HAProxy through the shipped haproxy.cfg (PHANTOM_AGENT=/path)."""
 
 import os
+import resource
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -74,6 +77,49 @@ class Direct(unittest.TestCase):
                 return False
         self.start("[::1]:%d" % port, listening)
         self.assert_answers(socket.create_connection(("::1", port), timeout=5))
+
+
+class OutOfDescriptors(unittest.TestCase):
+    """When accept() fails for lack of descriptors, the agent waits instead of spinning (the
+    listening socket stays readable: retrying at once would burn a core and flood the log), and
+    serves again once descriptors are free."""
+
+    def test_emfile_neither_spins_nor_floods(self):
+        harness.require_binaries()
+        tmp = tempfile.mkdtemp(prefix="pta-emfile-")
+        self.addCleanup(harness.shutil.rmtree, tmp, True)
+        port = harness.free_port()
+        log = open(os.path.join(tmp, "agent.log"), "w+")
+        self.addCleanup(log.close)
+        agent = subprocess.Popen(
+            [harness.AGENT, "--listen", "127.0.0.1:%d" % port, "--log-level", "warn"],
+            stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32)))
+        self.addCleanup(lambda: agent.poll() is None and agent.kill())
+        harness.wait_until(lambda: harness.port_open(port), 10, "agent listening")
+        socks = []
+        for _ in range(60):  # well past 32 descriptors: the rest wait in the backlog
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        harness.wait_until(lambda: "pausing new SPOP connections" in open(log.name).read(), 5,
+                           "the agent to run out of descriptors")
+
+        def cpu():
+            f = open("/proc/%d/stat" % agent.pid).read().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        c0, t0 = cpu(), time.monotonic()
+        time.sleep(1.0)  # measuring a rate: a fixed window is the point here
+        busy = (cpu() - c0) / (time.monotonic() - t0)
+        lines = open(log.name).read().count("\n")
+        self.assertLess(busy, 0.5, "the agent spins on accept()")
+        self.assertLess(lines, 200, "the agent floods its log")
+        for s in socks:
+            s.close()
+        c = spop.Conn(port)  # descriptors are free again: it serves
+        _, kv = c.hello()
+        self.assertEqual(kv["version"].value, "2.0")
+        c.close()
+        agent.terminate()
+        self.assertEqual(agent.wait(10), 0)
 
 
 class ThroughHAProxyOverUnixSocket(unittest.TestCase):

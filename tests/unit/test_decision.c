@@ -329,6 +329,17 @@ static void test_bad_required_scopes(void **state)
     assert_int_equal(scope_status("read", big), 403); /* at the limit: judged normally */
     free(big);
 
+    /* A requirement HAProxy sent as a non-string (a misconfigured message) is no pass. */
+    struct token_info *any = make_token(TOKEN_ACTIVE, "read admin", NOW + 60);
+    struct decision_input unreadable = input(BEARER_OK, any, NULL);
+    unreadable.scopes_invalid = true;
+    struct decision no_pass;
+    run(&unreadable, &no_pass);
+    assert_int_equal(no_pass.status, 500);
+    assert_null(no_pass.jwt);
+    decision_clear(&no_pass);
+    token_unref(any);
+
     assert_int_equal(scope_status("read", "read \"admin\""), 500);
     assert_int_equal(scope_status("read", "read\\"), 500);
     assert_int_equal(scope_status("read", "read\r\nX: y"), 500);

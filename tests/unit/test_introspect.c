@@ -714,6 +714,36 @@ static void test_max_concurrent(void **state)
     server_stop(s);
 }
 
+/* One slot, a hung IdP: the queue holds 16 per slot, the next one is refused at once (503), and
+ * the queued ones are refused when the slot frees, since they waited longer than the timeout:
+ * only the first request ever reaches the IdP. */
+static void test_queue_is_bounded_in_length_and_time(void **state)
+{
+    static const struct route rt[] = {{.status = 204, .delay_ms = 3000}};
+    struct server *s = server_start(rt);
+    struct ctx *c = ctx_new();
+    struct introspect_config cfg = base_cfg(url_of(s, "/i"));
+    cfg.max_concurrent = 1;
+    cfg.timeout_ms = 300;
+    c->in = introspector_new(c->loop, &cfg);
+    for (int i = 0; i < 18; i++)
+        start(c, "queued", i);
+    run_until(c, 1, 5.); /* the 18th: queue full, answered from the loop */
+    assert_int_equal(c->res[17].fired, 1);
+    assert_int_equal(c->res[17].ti->outcome, TOKEN_IDP_UNAVAIL);
+    assert_string_equal(c->res[17].ti->reason, "introspection queue full");
+    run_until(c, 18, 5.);
+    assert_int_equal(c->res[0].ti->outcome, TOKEN_IDP_ERROR); /* the hung transfer timed out */
+    for (int i = 1; i < 17; i++) {
+        assert_int_equal(c->res[i].fired, 1);
+        assert_int_equal(c->res[i].ti->outcome, TOKEN_IDP_UNAVAIL);
+        assert_string_equal(c->res[i].ti->reason, "waited too long for an introspection slot");
+    }
+    assert_int_equal(server_get(s, &s->nreq), 1);
+    ctx_free(c);
+    server_stop(s);
+}
+
 static void test_keep_alive(void **state)
 {
     struct server *s = server_start(r204);
@@ -928,6 +958,7 @@ int main(void)
         cmocka_unit_test(test_timeout_does_not_block),
         cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_max_concurrent),
+        cmocka_unit_test(test_queue_is_bounded_in_length_and_time),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_server_closes),
         cmocka_unit_test(test_not_configured),
