@@ -36,6 +36,18 @@ class IdpFailuresTest(harness.StackTestCase):
     def test_idp_404_gives_502(self):
         self.assertServerError(self.stack.get(self.token_with("404", status=404)), 502)
 
+    def test_idp_401_403_and_5xx_give_502(self):
+        for status in (401, 403, 501, 502, 504):
+            with self.subTest(idp_status=status):
+                tok = self.token_with("s%d" % status, status=status)
+                self.assertServerError(self.stack.get(tok), 502)
+
+    def test_idp_other_statuses_give_500(self):
+        for status in (302, 400, 429):
+            with self.subTest(idp_status=status):
+                tok = self.token_with("o%d" % status, status=status)
+                self.assertServerError(self.stack.get(tok), 500)
+
     def test_malformed_jwt_gives_502(self):
         tok = self.token_with("badjwt", status=200, content_type="application/jwt",
                               body="not.a-jwt")
