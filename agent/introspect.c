@@ -57,6 +57,7 @@ struct request {
     void *ud;
     struct token_info *result; /* decided without a transfer, delivered by the kick timer */
     ev_tstamp enqueued;        /* loop time of introspector_start() */
+    long budget_ms;            /* what is left of the timeout when the transfer starts */
     size_t len;
     char token[]; /* NUL-terminated copy */
 };
@@ -475,7 +476,9 @@ static int xfer_setup(struct xfer *x, const struct settings *s, const struct req
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(x->post)) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->post) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms) != CURLE_OK;
+    /* The timeout counts from introspector_start(): time spent queued is part of it, so that a
+     * request never outlives the budget HAProxy's "timeout processing" was sized for. */
+    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->budget_ms) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms) != CURLE_OK;
     /* Refuses a declared Content-Length above the bound before reading any of it. */
     bad |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->max_response) != CURLE_OK;
@@ -584,9 +587,12 @@ static int launch(struct introspector *in, struct request *r)
     return 0;
 }
 
-static bool waited_too_long(const struct introspector *in, const struct request *r)
+/* Sets what is left of the request's time budget; false when nothing is. */
+static bool time_left(const struct introspector *in, struct request *r)
 {
-    return (ev_now(in->loop) - r->enqueued) * 1000.0 > (double)in->s->timeout_ms;
+    double waited_ms = (ev_now(in->loop) - r->enqueued) * 1000.0;
+    r->budget_ms = (long)((double)in->s->timeout_ms - waited_ms);
+    return r->budget_ms > 0;
 }
 
 /* Starts queued requests while there is room. Never calls done() itself. */
@@ -595,7 +601,7 @@ static void pump(struct introspector *in)
     while (!in->closing && in->q_head && in->n_active < in->s->max_concurrent) {
         struct request *r = fifo_pop(&in->q_head, &in->q_tail);
         in->queued--;
-        if (waited_too_long(in, r))
+        if (!time_left(in, r))
             defer(in, r, answer(TOKEN_IDP_UNAVAIL, "waited too long for an introspection slot"));
         else if (!in->s->url)
             defer(in, r, answer(TOKEN_IDP_UNAVAIL, "introspection not configured"));
