@@ -21,7 +21,7 @@ struct pending {
     struct cache_waiter waiter;
     struct agent *agent;
     struct conn *conn;
-    struct pending *prev, *next; /* the connection's list */
+    struct list link; /* in its connection's pending list while it has one */
     uint64_t stream_id, frame_id;
     struct cache_key key;
     unsigned auth_count;
@@ -117,13 +117,7 @@ static void pending_unlink(struct pending *p)
     struct conn *c = p->conn;
     if (!c)
         return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        c->pending = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
+    list_del(&p->link);
     p->conn = NULL;
     c->npending--;
     if (c->npending == 0)
@@ -133,11 +127,7 @@ static void pending_unlink(struct pending *p)
 static void pending_link(struct pending *p, struct conn *c)
 {
     p->conn = c;
-    p->prev = NULL;
-    p->next = c->pending;
-    if (c->pending)
-        c->pending->prev = p;
-    c->pending = p;
+    list_insert(&c->pending, &p->link);
     c->npending++;
 }
 
@@ -180,6 +170,7 @@ static struct pending *pending_take(struct agent *a)
         p = calloc(1, sizeof(*p));
     if (p) {
         memset(p, 0, sizeof(*p));
+        list_init(&p->link);
         p->agent = a;
         p->waiter.done = pending_done;
     }
@@ -395,11 +386,7 @@ void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f
 
 void agent_conn_added(struct agent *a, struct conn *c)
 {
-    c->next = a->conns;
-    c->prev = NULL;
-    if (a->conns)
-        a->conns->prev = c;
-    a->conns = c;
+    list_insert(&a->conns, &c->link);
     a->nconns++;
     a->metrics.spop_connections_total++;
     a->metrics.spop_connections_open++;
@@ -407,20 +394,15 @@ void agent_conn_added(struct agent *a, struct conn *c)
 
 void agent_conn_removed(struct agent *a, struct conn *c)
 {
-    while (c->pending) {
-        struct pending *p = c->pending;
+    while (!list_empty(&c->pending)) {
+        struct pending *p = list_entry(c->pending.next, struct pending, link);
         pending_unlink(p);
         /* Still queued on its flight: take it out. Otherwise the flight is resolving right now
          * and will call pending_done(), which finds no connection and frees it. */
         if (cache_cancel(a->cache, &p->key, &p->waiter))
             pending_free(p);
     }
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_del(&c->link);
     a->nconns--;
     a->metrics.spop_connections_open--;
 }
@@ -442,6 +424,8 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
     a->loop = loop;
     a->cfg = cfg;
     a->cache = cache;
+    list_init(&a->conns);
+    list_init(&a->dirty);
     ev_prepare_init(&a->flusher, on_prepare);
     a->flusher.data = a;
     ev_prepare_start(loop, &a->flusher);
@@ -475,9 +459,11 @@ void agent_drain(struct agent *a)
 {
     a->draining = true;
     listener_stop(a->listener);
-    for (struct conn *c = a->conns; c; c = c->next)
+    for (struct list *l = a->conns.next; l != &a->conns; l = l->next) {
+        struct conn *c = list_entry(l, struct conn, link);
         if (c->npending == 0)
             agent_conn_idle(a, c);
+    }
 }
 
 bool agent_drained(const struct agent *a)
@@ -487,8 +473,8 @@ bool agent_drained(const struct agent *a)
 
 void agent_fini(struct agent *a)
 {
-    while (a->conns)
-        conn_destroy(a->conns);
+    while (!list_empty(&a->conns))
+        conn_destroy(list_entry(a->conns.next, struct conn, link));
     if (ev_is_active(&a->flusher)) {
         ev_ref(a->loop);
         ev_prepare_stop(a->loop, &a->flusher);

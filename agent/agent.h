@@ -12,6 +12,7 @@
 #include "cache.h"
 #include "config.h"
 #include "introspect.h"
+#include "list.h"
 #include "metrics.h"
 #include "spop.h"
 
@@ -25,8 +26,8 @@ struct agent {
     struct cache *cache;      /* shared, not owned */
     struct introspector *idp; /* owned */
     struct listener *listener;
-    struct conn *conns;
-    struct conn *dirty; /* connections with output queued, flushed before the loop waits */
+    struct list conns;
+    struct list dirty; /* connections with output queued, flushed before the loop waits */
     ev_prepare flusher;
     unsigned nconns;
     bool draining;

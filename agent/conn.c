@@ -41,6 +41,9 @@ struct conn *conn_new(struct agent *a, int fd, const char *peer)
         close(fd);
         return NULL;
     }
+    list_init(&c->pending);
+    list_init(&c->link);
+    list_init(&c->dirty_link);
     c->agent = a;
     c->fd = fd;
     c->state = CONN_HELLO;
@@ -59,38 +62,12 @@ struct conn *conn_new(struct agent *a, int fd, const char *peer)
     return c;
 }
 
-static void dirty_unlink(struct conn *c)
-{
-    if (!c->dirty)
-        return;
-    if (c->dirty_prev)
-        c->dirty_prev->dirty_next = c->dirty_next;
-    else
-        c->agent->dirty = c->dirty_next;
-    if (c->dirty_next)
-        c->dirty_next->dirty_prev = c->dirty_prev;
-    c->dirty_prev = c->dirty_next = NULL;
-    c->dirty = false;
-}
-
-static void dirty_link(struct conn *c)
-{
-    if (c->dirty)
-        return;
-    c->dirty = true;
-    c->dirty_prev = NULL;
-    c->dirty_next = c->agent->dirty;
-    if (c->dirty_next)
-        c->dirty_next->dirty_prev = c;
-    c->agent->dirty = c;
-}
-
 void conn_destroy(struct conn *c)
 {
     struct ev_loop *loop = c->agent->loop;
     c->state = CONN_CLOSING; /* nothing may be queued on a connection being freed */
     agent_conn_removed(c->agent, c);
-    dirty_unlink(c);
+    list_del(&c->dirty_link);
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->idle);
@@ -200,18 +177,18 @@ int conn_commit(struct conn *c, struct spop_writer *w)
         return -1;
     c->out_len += w->len;
     c->agent->metrics.spop_frames_out++;
-    if (!ev_is_active(&c->wio))
-        dirty_link(c);
-    else /* the peer is not taking what we send: EV_WRITE flushes it, meanwhile hold input */
+    if (ev_is_active(&c->wio)) /* the peer is not taking what we send: EV_WRITE flushes it */
         conn_backpressure(c);
+    else if (!list_linked(&c->dirty_link))
+        list_insert(&c->agent->dirty, &c->dirty_link);
     return 0;
 }
 
 void conn_flush_dirty(struct agent *a)
 {
-    while (a->dirty) {
-        struct conn *c = a->dirty;
-        dirty_unlink(c);
+    while (!list_empty(&a->dirty)) {
+        struct conn *c = list_entry(a->dirty.next, struct conn, dirty_link);
+        list_del(&c->dirty_link);
         conn_flush(c);
     }
 }

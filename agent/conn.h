@@ -11,6 +11,7 @@
 
 #include <ev.h>
 
+#include "list.h"
 #include "spop.h"
 
 struct agent;
@@ -35,11 +36,10 @@ struct conn {
     size_t in_len, in_cap;
     uint8_t *out;
     size_t out_off, out_len, out_cap;
-    struct pending *pending; /* NOTIFYs waiting for an introspection */
+    struct list pending; /* NOTIFYs waiting for an introspection (struct pending) */
     unsigned npending;
-    struct conn *prev, *next;             /* the agent's list */
-    struct conn *dirty_prev, *dirty_next; /* the agent's list of connections with output queued */
-    bool dirty;
+    struct list link;       /* in the agent's connections */
+    struct list dirty_link; /* in the agent's connections with output queued, or unlinked */
     char peer[64];
 };
 

@@ -189,6 +189,9 @@ static struct conn *fake_conn(struct agent *a, int fd)
     c->agent = a;
     c->fd = fd;
     c->state = CONN_READY;
+    list_init(&c->pending);
+    list_init(&c->link);
+    list_init(&c->dirty_link);
     c->max_frame = MAX_FRAME;
     snprintf(c->peer, sizeof(c->peer), "bench");
     c->out_cap = 1 + SPOP_LEN_PREFIX + MAX_FRAME; /* what conn_begin() reserves, plus our byte */
@@ -225,8 +228,7 @@ static double loop_hit(struct agent *a, struct conn *c, const uint8_t *frame, si
         dispatch(a, c, frame, len);
     }
     double ns = n > 0 ? (now_ns() - t0) / (double)n : 0;
-    a->dirty = NULL;
-    c->dirty = false;
+    list_del(&c->dirty_link); /* the rewound queue has nothing to flush */
     return ns;
 }
 
@@ -329,6 +331,8 @@ int main(int argc, char **argv)
     a.loop = loop;
     a.cfg = &cfg;
     a.cache = cache;
+    list_init(&a.conns); /* what agent_init() would do, without a listener or an introspector */
+    list_init(&a.dirty);
 
     /* An opaque token like an identity server's (43 base64url characters), cached as the
      * introspection would have left it. */
