@@ -44,32 +44,14 @@ KEEP_WORKDIR=0
 die() { printf 'error: %s\n' "$*" >&2; KEEP_WORKDIR=1; exit 1; }
 
 # --- packages ----------------------------------------------------------------------------------
-PACKAGES=(build-essential cmake pkg-config libssl-dev libcurl4-openssl-dev libjansson-dev
-          libev-dev haproxy python3 curl)
-
-missing_packages() {
-    local p
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
-    done
-}
-
+# The package list lives in contrib/install-deps.sh ("demo": what building and running need), so
+# that the demo, the tests and CI never disagree about it.
 install_packages() {
-    local missing
-    missing="$(missing_packages)"
-    [ -z "$missing" ] && return 0
     if [ -n "${PHANTOM_AGENT_BIN:-}" ] && [ -x "$HAPROXY_BIN" ] && command -v curl >/dev/null \
         && [ -x "$PYTHON" ]; then
         return 0  # nothing to build and every runtime tool is there
     fi
-    log "installing missing Debian packages: $(echo $missing)"
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "need root or sudo to install: $missing"
-        sudo="sudo"
-    fi
-    # shellcheck disable=SC2086 # word splitting of the package list is intended
-    $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing
+    "$REPO/contrib/install-deps.sh" demo || die "could not install the demo's Debian packages"
 }
 
 # --- build -------------------------------------------------------------------------------------
