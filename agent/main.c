@@ -72,8 +72,11 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
         log_error("reload refused, keeping the running configuration: %s", err);
         return;
     }
-    if (strcmp(next->listen, d->cfg->listen) != 0 || next->max_frame_size != d->cfg->max_frame_size)
-        log_warn("reload: listen and max-frame-size only change on restart");
+    if (config_keep_restart_only(next, d->cfg) < 0) {
+        log_error("reload refused: out of memory");
+        free_config(next);
+        return;
+    }
     if (agent_reconfigure(&d->agent, next) < 0) {
         log_error("reload refused: cannot apply the introspection settings");
         free_config(next);
@@ -153,15 +156,15 @@ static char *render_http(void *ud, const char *path, unsigned *status)
 
 static int start_metrics(struct daemon *d, struct ev_loop *loop)
 {
-    if (!d->cfg->metrics_listen)
+    if (!d->cfg->http_listen)
         return 0;
     char err[256];
-    d->metrics = metrics_http_start(loop, d->cfg->metrics_listen, render_http, d, err, sizeof(err));
+    d->metrics = metrics_http_start(loop, d->cfg->http_listen, render_http, d, err, sizeof(err));
     if (!d->metrics) {
         log_error("metrics: %s", err);
         return -1;
     }
-    log_info("metrics on http://%s/metrics", d->cfg->metrics_listen);
+    log_info("metrics on http://%s/metrics", d->cfg->http_listen);
     return 0;
 }
 

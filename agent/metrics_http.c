@@ -14,6 +14,7 @@
 
 #include <microhttpd.h>
 
+#include "addr.h"
 #include "log.h"
 
 #define SCRAPE_WAIT_S 2 /* a loop that cannot answer within this is reported as unhealthy */
@@ -109,33 +110,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static int parse_addr(const char *addr, struct sockaddr_storage *ss, char *err, size_t errlen)
 {
-    char buf[128], *host = buf, *port;
-    snprintf(buf, sizeof(buf), "%s", addr);
-    if (buf[0] == '[') {
-        char *end = strchr(buf, ']');
-        if (!end || end[1] != ':')
-            goto bad;
-        *end = '\0';
-        host = buf + 1;
-        port = end + 2;
-    } else {
-        char *colon = strrchr(buf, ':');
-        if (!colon)
-            goto bad;
-        *colon = '\0';
-        port = colon + 1;
+    struct addr a;
+    socklen_t len;
+    const char *why = addr_parse(addr, ADDR_ALLOW_TCP, &a);
+    if (why) {
+        snprintf(err, errlen, "bad http-listen address '%s' (%s)", addr, why);
+        return -1;
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
-    struct addrinfo *res;
-    if (getaddrinfo(*host ? host : NULL, port, &hints, &res) != 0)
-        goto bad;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-bad:
-    snprintf(err, errlen, "bad metrics-listen address '%s' (expected host:port)", addr);
-    return -1;
+    return addr_resolve(&a, ss, &len, err, errlen);
 }
 
 struct metrics_http *metrics_http_start(struct ev_loop *loop, const char *addr, metrics_http_fn fn,
