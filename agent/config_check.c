@@ -143,6 +143,8 @@ static int check_addresses(const struct config *c, char *err, size_t errlen)
 
 static void warn_risky(const struct config *c)
 {
+    if (c->admin_token_file && !c->http_listen)
+        log_warn("admin-token-file is set but http-listen is not: no admin API over HTTP");
     if (!c->introspection_url) {
         log_warn("introspection-url is not set: every token will be answered with 503");
         return;

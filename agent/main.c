@@ -1,6 +1,8 @@
 /* phantom-token-agent: the daemon's entry point. Reads the configuration, builds the shared cache
  * and the worker, and runs the event loop until SIGTERM/SIGINT (drain, then exit 0). SIGHUP
- * re-reads the configuration and applies it without dropping connections or the cache. */
+ * re-reads the configuration and applies it without dropping connections or the cache (options
+ * bound at start keep their running value: config_keep_restart_only()). Serves /metrics, /healthz
+ * and the admin routes through http_server.c. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +15,9 @@
 #include "agent.h"
 #include "cache.h"
 #include "config.h"
-#include "log.h"
 #include "http_router.h"
 #include "http_server.h"
+#include "log.h"
 #include "version.h"
 
 struct daemon {
