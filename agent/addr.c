@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *parse_port(const char *s, struct addr *out)
+static const char *parse_port(const char *s, unsigned allow, struct addr *out)
 {
     static const char *const bad = "the port must be a number between 1 and 65535";
     size_t n = strlen(s);
@@ -14,13 +14,13 @@ static const char *parse_port(const char *s, struct addr *out)
     unsigned v = 0;
     for (size_t i = 0; i < n; i++)
         v = v * 10 + (unsigned)(s[i] - '0');
-    if (v < 1 || v > 65535)
+    if ((v < 1 && !(allow & ADDR_ALLOW_PORT0)) || v > 65535)
         return bad;
     memcpy(out->port, s, n + 1);
     return NULL;
 }
 
-static const char *parse_tcp(const char *s, struct addr *out)
+static const char *parse_tcp(const char *s, unsigned allow, struct addr *out)
 {
     const char *host, *port;
     size_t hlen;
@@ -45,7 +45,7 @@ static const char *parse_tcp(const char *s, struct addr *out)
         return "expected host:port without spaces";
     if (hlen >= sizeof(out->host))
         return "the host name is too long";
-    const char *why = parse_port(port, out);
+    const char *why = parse_port(port, allow, out);
     if (why)
         return why;
     out->kind = ADDR_TCP;
@@ -74,7 +74,7 @@ const char *addr_parse(const char *s, unsigned allow, struct addr *out)
         return parse_unix(s + 5, out);
     if (!(allow & ADDR_ALLOW_TCP))
         return "expected unix:/absolute/path";
-    return parse_tcp(s, out);
+    return parse_tcp(s, allow, out);
 }
 
 int addr_resolve(const struct addr *a, struct sockaddr_storage *ss, socklen_t *len, char *err,

@@ -13,6 +13,9 @@ enum addr_kind { ADDR_TCP, ADDR_UNIX };
 /* Which forms a caller accepts. */
 #define ADDR_ALLOW_TCP 1u
 #define ADDR_ALLOW_UNIX 2u
+/* Port 0 (the kernel picks one): for programs and tests that bind and then ask for the port, never
+ * for an option a user writes (the config refuses it). */
+#define ADDR_ALLOW_PORT0 4u
 
 #define ADDR_HOST_MAX 256
 #define ADDR_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */

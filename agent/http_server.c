@@ -284,7 +284,7 @@ static int start_tcp(struct http_server *s, const char *listen, char *err, size_
     struct addr a;
     struct sockaddr_storage ss;
     socklen_t len;
-    const char *why = addr_parse(listen, ADDR_ALLOW_TCP, &a);
+    const char *why = addr_parse(listen, ADDR_ALLOW_TCP | ADDR_ALLOW_PORT0, &a);
     if (why) {
         snprintf(err, errlen, "bad http-listen address '%s' (%s)", listen, why);
         return -1;

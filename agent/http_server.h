@@ -12,9 +12,9 @@
 
 #include "http_router.h"
 
-/* listen: "host:port" or NULL; admin_listen: "unix:/path" or NULL (the socket is created mode
- * 0600, replacing a stale one). The routes are copied: the table is frozen once serving.
- * Returns NULL with err filled. */
+/* listen: "host:port" (port 0: any, see http_server_port()) or NULL; admin_listen: "unix:/path" or
+ * NULL (the socket is created mode 0600, replacing a stale one). The routes are copied: the table
+ * is frozen once serving. Returns NULL with err filled. */
 struct http_server *http_server_start(struct ev_loop *loop, const struct http_router *routes,
                                       const char *listen, const char *admin_listen, char *err,
                                       size_t errlen);

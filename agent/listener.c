@@ -149,7 +149,8 @@ struct listener *listener_new(struct agent *a, const char *addr, char *err, size
     l->agent = a;
     l->fd = -1;
     struct addr parsed;
-    const char *why = addr_parse(addr, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX, &parsed);
+    const char *why =
+        addr_parse(addr, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX | ADDR_ALLOW_PORT0, &parsed);
     int rc = why                        ? -1
              : parsed.kind == ADDR_UNIX ? bind_unix(l, parsed.path, err, errlen)
                                         : bind_tcp(l, &parsed, err, errlen);

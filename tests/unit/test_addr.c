@@ -49,6 +49,8 @@ static void test_forms(void **state)
     assert_int_equal(a.kind, ADDR_UNIX);
     assert_string_equal(a.path, "/run/pta.sock");
     parse_ok("unix:/run/admin.sock", ADDR_ALLOW_UNIX, &a);
+    parse_ok("127.0.0.1:0", ADDR_ALLOW_TCP | ADDR_ALLOW_PORT0, &a); /* programs and tests only */
+    assert_string_equal(a.port, "0");
 }
 
 static void test_errors(void **state)
