@@ -66,28 +66,41 @@ static inline size_t peer_disconnect(uint8_t *buf, size_t cap, uint32_t status, 
     return spop_frame_end(&w, 65535) == 0 ? w.len : 0;
 }
 
-/* Finds the status (txn var "status", an int) an ACK payload sets; -1 when it sets none. */
-static inline int peer_ack_status(const struct spop_frame *f)
+/* Finds the value an ACK payload sets for txn var name: 1 (set, *out filled), 0 (unset), -1
+ * (not mentioned or malformed). */
+static inline int peer_ack_var(const struct spop_frame *f, const char *name, struct spop_value *out)
 {
     struct spop_reader r = {f->payload, f->payload + f->payload_len};
-    while (r.p < r.end) {
-        uint8_t type = *r.p++;
-        if (r.p >= r.end)
-            return -1;
-        uint8_t nargs = *r.p++;
-        if (r.p >= r.end)
-            return -1;
+    while (r.p + 3 <= r.end) {
+        uint8_t type = *r.p++, nargs = *r.p++;
         r.p++; /* scope */
-        struct spop_str name;
-        if (spop_str_decode(&r, &name) < 0)
-            return -1;
+        struct spop_str n;
         struct spop_value v = {0};
+        if (spop_str_decode(&r, &n) < 0)
+            return -1;
         if (type == SPOP_ACT_SET_VAR && nargs == 3 && spop_value_decode(&r, &v) < 0)
             return -1;
-        if (type == SPOP_ACT_SET_VAR && name.len == 6 && memcmp(name.ptr, "status", 6) == 0)
-            return (int)v.u.i;
+        if (n.len == strlen(name) && memcmp(n.ptr, name, n.len) == 0) {
+            *out = v;
+            return type == SPOP_ACT_SET_VAR ? 1 : 0;
+        }
     }
     return -1;
+}
+
+/* The status an ACK sets; -1 when it sets none. */
+static inline int peer_ack_status(const struct spop_frame *f)
+{
+    struct spop_value v;
+    return peer_ack_var(f, "status", &v) == 1 ? (int)v.u.i : -1;
+}
+
+/* Whether the string var name is set to want. */
+static inline int peer_ack_is(const struct spop_frame *f, const char *name, const char *want)
+{
+    struct spop_value v;
+    return peer_ack_var(f, name, &v) == 1 && v.u.s.len == strlen(want) &&
+           memcmp(v.u.s.ptr, want, v.u.s.len) == 0;
 }
 
 /* The integer value of key name in a KV-list payload (AGENT-HELLO, AGENT-DISCONNECT); -1 if absent.
