@@ -477,13 +477,13 @@ struct pipeline *agent_build_pipeline(struct agent *a)
     return p;
 }
 
-int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
-                    struct cache *cache, struct pipeline *p)
+/* What every worker has: its loop, connections and what new connections get. */
+static void agent_setup(struct agent *a, struct ev_loop *loop, const struct config *cfg,
+                        struct cache *cache)
 {
     memset(a, 0, sizeof(*a));
     a->loop = loop;
     a->cache = cache;
-    a->pipeline = p;
     list_init(&a->sessions);
     conn_flusher_init(&a->flusher, loop);
     a->conn_set = (struct conn_settings){
@@ -493,6 +493,13 @@ int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *
         .flusher = &a->flusher,
     };
     settings_from(a, cfg);
+}
+
+int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
+                    struct cache *cache, struct pipeline *p)
+{
+    agent_setup(a, loop, cfg, cache);
+    a->pipeline = p;
     if (!p) {
         agent_fini(a);
         return -1;
@@ -504,20 +511,14 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
 {
     struct introspect_config ic;
     config_introspect(cfg, &ic);
-    struct introspector *idp = introspector_new(loop, &ic);
-    if (!idp)
-        return -1;
-    /* The stages borrow the introspector and the metrics, whose addresses agent_init_with()
-     * keeps: build the chain on a temporary agent first would leave them dangling. */
-    memset(a, 0, sizeof(*a));
-    a->idp = idp;
-    a->cache = cache;
-    struct pipeline *p = agent_build_pipeline(a);
-    if (agent_init_with(a, loop, cfg, cache, p) < 0) {
-        introspector_free(idp);
+    agent_setup(a, loop, cfg, cache);
+    a->idp = introspector_new(loop, &ic);
+    if (a->idp)
+        a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics */
+    if (!a->pipeline) {
+        agent_fini(a);
         return -1;
     }
-    a->idp = idp;
     char err[256] = "";
     a->listener = listener_new(loop, cfg->listen, on_accept, a, err, sizeof(err));
     if (!a->listener) {
