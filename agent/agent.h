@@ -43,7 +43,8 @@ struct agent {
 int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg,
                struct cache *cache);
 /* A worker around a pipeline the caller built (tests): takes ownership of it (freed even on
- * failure). No introspector, no listener: hand it sockets with agent_adopt(). */
+ * failure). Its top stage must be stage_l1_add(cache): that is what ends the cache's flights. No
+ * introspector, no listener: hand it sockets with agent_adopt(). */
 int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
                     struct cache *cache, struct pipeline *p);
 /* The daemon's chain: l1 (store) -> finish -> introspect. NULL when out of memory. This is where
