@@ -445,7 +445,7 @@ size_t conn_feed(struct conn *c, const uint8_t *buf, size_t len)
 
 size_t conn_unsent(const struct conn *c, const uint8_t **data)
 {
-    *data = c->out + c->out_off;
+    *data = c->out ? c->out + c->out_off : NULL;
     return c->out_len - c->out_off;
 }
 
