@@ -267,17 +267,15 @@ static long finish(char *buf, size_t cap, int n)
     return n;
 }
 
-long fp_cmd_put(char *buf, size_t cap, const char *route, const char *map, const char *key,
-                int64_t expires, const char *jwt, size_t jwt_len)
+long fp_cmd_put(char *buf, size_t cap, bool replace, const char *route, const char *map,
+                const char *key, int64_t expires, const char *jwt, size_t jwt_len)
 {
     char pfx[FP_PREFIX_MAX + 1];
     if (!buf || route_prefix(route, pfx) < 0 || !fp_map_name_valid(map) || !key_valid(key) ||
         expires < 1000000000LL || expires > 9999999999LL || !jwt_ok(jwt, jwt_len, FP_JWT_MAX))
         return finish(buf, cap, -1);
-    /* "add map" never replaces (HAProxy keeps duplicates); "del map" first makes the write an
-     * upsert without the agent having to know what HAProxy holds. */
-    int n = snprintf(buf, cap, "%sdel map %s %s;%sadd map %s %s %010" PRId64 ":%.*s\n", pfx, map,
-                     key, pfx, map, key, expires, (int)jwt_len, jwt);
+    int n = snprintf(buf, cap, "%s%s map %s %s %010" PRId64 ":%.*s\n", pfx, replace ? "set" : "add",
+                     map, key, expires, (int)jwt_len, jwt);
     return finish(buf, cap, n);
 }
 

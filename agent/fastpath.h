@@ -23,8 +23,8 @@
 #define FP_PREFIX_MAX 24 /* "@!<pid> " for the master CLI */
 #define FP_JWT_MAX 16384 /* an entry's JWT; HAProxy's CLI line must hold it (tune.bufsize) */
 #define FP_TOKEN_ID_LEN 32
-/* The longest command line fp_cmd_put() writes (two commands and their prefixes). */
-#define FP_CMD_MAX (2 * (FP_PREFIX_MAX + 16 + FP_MAP_NAME_MAX + FP_KEY_HEX) + 12 + FP_JWT_MAX + 2)
+/* The longest command line fp_cmd_put() writes. */
+#define FP_CMD_MAX (FP_PREFIX_MAX + 16 + FP_MAP_NAME_MAX + FP_KEY_HEX + 12 + FP_JWT_MAX + 2)
 
 /* Why a decision is not published. FP_OK: it may be. */
 enum fp_refusal {
@@ -84,11 +84,15 @@ bool fp_map_name_valid(const char *name);
 /* A master-CLI route: "" (a worker's own socket), "@<n>" or "@!<pid>" (digits only). */
 bool fp_route_valid(const char *route);
 
-/* Command lines, each ending with '\n'; route may be "" or a valid master-CLI route. Return the
- * length written (NUL-terminated), or -1 when an argument is invalid or cap is too small: nothing
- * that fails validation is ever written, so no command can be injected. */
-long fp_cmd_put(char *buf, size_t cap, const char *route, const char *map, const char *key,
-                int64_t expires, const char *jwt, size_t jwt_len);
+/* Command lines: exactly one command and one '\n' each (HAProxy 2.6 answers a ';'-chained line
+ * with a prompt per command, 3.x with one per line, so the CLI client never chains). route may be
+ * "" or a valid master-CLI route. Return the length written (NUL-terminated), or -1 when an
+ * argument is invalid or cap is too small: nothing that fails validation is ever written, so no
+ * command can be injected. fp_cmd_put() writes "add map" for an entry HAProxy does not hold yet
+ * (add never replaces: HAProxy would keep both) and "set map" (which updates every copy) for one
+ * it holds; the table's FP_PUT_NEW / FP_PUT_REPLACED say which. */
+long fp_cmd_put(char *buf, size_t cap, bool replace, const char *route, const char *map,
+                const char *key, int64_t expires, const char *jwt, size_t jwt_len);
 long fp_cmd_del(char *buf, size_t cap, const char *route, const char *map, const char *key);
 long fp_cmd_clear(char *buf, size_t cap, const char *route, const char *map);
 

@@ -19,7 +19,7 @@ sut() { taskset -c "$SUT_CPU" "$@"; }
 
 printf 'fastpath-key %s\n' "$(head -c 32 /dev/urandom | base64)" > "$W/key.map"; chmod 600 "$W/key.map"
 : > "$W/fastpath.map"
-BP=$(port); BENCH_BACKEND_BIND=127.0.0.1:$BP sut "$HAPROXY" -db -f "$REPO/contrib/bench/haproxy-backend.cfg" >"$W/backend.log" 2>&1 & PIDS+=($!); BPID=$!; wait_port $BP
+BP=$(port); BENCH_BACKEND_BIND=127.0.0.1:$BP taskset -c "$SUT_CPU" "$HAPROXY" -db -f "$REPO/contrib/bench/haproxy-backend.cfg" >"$W/backend.log" 2>&1 & PIDS+=($!); BPID=$!; wait_port $BP
 sut python3 "$REPO/contrib/bench/idp_stub.py" --port 0 --jwt-size 849 >"$W/stub.out" 2>"$W/stub.log" & PIDS+=($!)
 for _ in $(seq 100); do grep -q READY "$W/stub.out" && break; sleep 0.1; done
 SP=$(awk '/READY/{print $2}' "$W/stub.out")
@@ -35,7 +35,10 @@ start() { # name cfg
   wait_port ${PORT[$1]}
 }
 start bare "$HERE/haproxy-bare.cfg"
-start shipped "${SHIPPED_CFG:-$REPO/haproxy-conf/haproxy.cfg}"
+# 3.3+ refuses a backend named like its frontend: the shipped cfg of the time gets its backend renamed.
+sed 's/^    default_backend api$/    default_backend api-servers/; s/^backend api$/backend api-servers/' \
+  "${SHIPPED_CFG:-$REPO/haproxy-conf/haproxy.cfg}" > "$W/shipped.cfg"
+start shipped "$W/shipped.cfg"
 start fastpath "$HERE/haproxy-fastpath.cfg"
 start fponly "$HERE/haproxy-fp-only.cfg"
 common+=(FP_WITH_SPOE=1)
@@ -55,18 +58,18 @@ ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 run() { # name port mode gateway-pid -> req/s p99 non2xx gw-us/req agent-us/req
   local args=(-t2 -c"$CONNS" -d"$DUR" --latency)
   if [ "$3" = many ]; then args+=(-s "$REPO/contrib/bench/token-many.lua"); else args+=(-H 'Authorization: Bearer bench-one'); fi
-  local g0 a0 g1 a1 n hz
-  g0=$(ticks $4); a0=$(ticks $APID)
+  local g0 a0 g1 a1 b0 b1 n hz
+  g0=$(ticks $4); a0=$(ticks $APID); b0=$(ticks $BPID)
   taskset -c "$WRK_CPU" wrk "${args[@]}" "http://127.0.0.1:$2/api/x" > "$W/wrk.out"
-  g1=$(ticks $4); a1=$(ticks $APID); hz=$(getconf CLK_TCK)
+  g1=$(ticks $4); a1=$(ticks $APID); b1=$(ticks $BPID); hz=$(getconf CLK_TCK)
   n=$(awk '/requests in/{print $1}' "$W/wrk.out")
   local rps p99 non2xx
   rps=$(awk '/Requests\/sec/{print $2}' "$W/wrk.out"); p99=$(awk '$1=="99%"{print $2}' "$W/wrk.out")
   non2xx=$(awk '/Non-2xx/{print $4}' "$W/wrk.out")
-  echo "$1 $rps $p99 ${non2xx:-0} $(echo "($g1-$g0)*1000000/$hz/$n" | bc -l | xargs printf %.1f) $(echo "($a1-$a0)*1000000/$hz/$n" | bc -l | xargs printf %.1f)"
+  echo "$1 $rps $p99 ${non2xx:-0} $(echo "($g1-$g0)*1000000/$hz/$n" | bc -l | xargs printf %.1f) $(echo "($a1-$a0)*1000000/$hz/$n" | bc -l | xargs printf %.1f) $(echo "($b1-$b0)*1000000/$hz/$n" | bc -l | xargs printf %.1f)"
 }
-declare -A R C A
-echo "columns: row req/s p99 non-2xx gateway-cpu-us/req agent-cpu-us/req"
+declare -A R C A B
+echo "columns: row req/s p99 non-2xx gateway-cpu-us/req agent-cpu-us/req backend-cpu-us/req"
 IFS=, read -ra rows <<< "${ROWS:-bare one,shipped one,fastpath one,fponly one,fpspoe one,bare many,fastpath many}"
 for r in $(seq "$ROUNDS"); do
   for row in "${rows[@]}"; do
@@ -76,6 +79,7 @@ for r in $(seq "$ROUNDS"); do
     R["$1-$2"]+="$(echo "$out" | awk '{print $2}') "
     C["$1-$2"]+="$(echo "$out" | awk '{print $5}') "
     A["$1-$2"]+="$(echo "$out" | awk '{print $6}') "
+    B["$1-$2"]+="$(echo "$out" | awk '{print $7}') "
   done
 done
 echo "IdP stub: $(curl -s http://127.0.0.1:$SP/_control/stats)"
@@ -84,5 +88,5 @@ echo "== $("$HAPROXY" -v | head -1)"
 b1=$(echo ${R[bare-one]:-1} | med); bm=$(echo ${R[bare-many]:-1} | med)
 for k in "${!R[@]}"; do
   m=$(echo ${R[$k]} | med); base=$b1; [[ $k == *many ]] && base=$bm
-  printf '%-14s median %8s req/s  ratio %.2f  gw %5s us/req  agent %5s us/req  (rounds: %s)\n' "$k" "$m" "$(echo "$m / $base" | bc -l)" "$(echo ${C[$k]} | med)" "$(echo ${A[$k]} | med)" "${R[$k]}"
+  printf '%-14s median %8s req/s  ratio %.2f  gw %5s  agent %5s  backend %5s us/req  (rounds: %s)\n' "$k" "$m" "$(echo "$m / $base" | bc -l)" "$(echo ${C[$k]} | med)" "$(echo ${A[$k]} | med)" "$(echo ${B[$k]} | med)" "${R[$k]}"
 done

@@ -220,20 +220,18 @@ static void cmd_lines(void **state)
 {
     (void)state;
     char buf[FP_CMD_MAX];
-    long n = fp_cmd_put(buf, sizeof(buf), "", "/run/haproxy/fastpath.map", KEY, NOW + 30, JWT,
-                        strlen(JWT));
+    long n = fp_cmd_put(buf, sizeof(buf), false, "", "/run/haproxy/fastpath.map", KEY, NOW + 30,
+                        JWT, strlen(JWT));
     char want[512];
-    snprintf(want, sizeof(want),
-             "del map /run/haproxy/fastpath.map %s;add map /run/haproxy/fastpath.map %s "
-             "1800000030:%s\n",
-             KEY, KEY, JWT);
+    snprintf(want, sizeof(want), "add map /run/haproxy/fastpath.map %s 1800000030:%s\n", KEY, JWT);
     assert_string_equal(buf, want);
     assert_int_equal(n, (long)strlen(want));
 
-    n = fp_cmd_put(buf, sizeof(buf), "@1", "virt@fastpath", KEY, NOW, JWT, strlen(JWT));
-    assert_true(n > 0);
-    assert_true(strncmp(buf, "@1 del map virt@fastpath ", 25) == 0);
-    assert_non_null(strstr(buf, ";@1 add map virt@fastpath "));
+    n = fp_cmd_put(buf, sizeof(buf), true, "@1", "virt@fastpath", KEY, 1000000001, JWT,
+                   strlen(JWT));
+    snprintf(want, sizeof(want), "@1 set map virt@fastpath %s 1000000001:%s\n", KEY, JWT);
+    assert_string_equal(buf, want);
+    assert_int_equal(n, (long)strlen(want));
 
     assert_true(fp_cmd_del(buf, sizeof(buf), "@!4242", "#3", KEY) > 0);
     snprintf(want, sizeof(want), "@!4242 del map #3 %s\n", KEY);
@@ -250,7 +248,8 @@ static void cmd_lines_refuse_injection(void **state)
         "",      "/a b", "/a;show info", "/a\nshow", "/a\\ b", "@1", "/a\tb",
         "/a\"b", "/a'b", "/a\r",         "/a$(x)",   "/a%20",  NULL};
     for (size_t i = 0; bad_maps[i]; i++) {
-        assert_int_equal(fp_cmd_put(buf, sizeof(buf), "", bad_maps[i], KEY, NOW, JWT, 5), -1);
+        assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", bad_maps[i], KEY, NOW, JWT, 5),
+                         -1);
         assert_int_equal(fp_cmd_del(buf, sizeof(buf), "", bad_maps[i], KEY), -1);
         assert_int_equal(fp_cmd_clear(buf, sizeof(buf), "", bad_maps[i]), -1);
         assert_int_equal(buf[0], '\0');
@@ -267,7 +266,8 @@ static void cmd_lines_refuse_injection(void **state)
         "e1e20d875228e28365ecb48b8a02d184", "E1E20D87", "E1E20D875228E28365ECB48B8A02D1845",
         "E1E20D875228E28365ECB48B8A02D1 4", "E1E20D875228E28365ECB48B8A02D1;4"};
     for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
-        assert_int_equal(fp_cmd_put(buf, sizeof(buf), "", "/m", bad_keys[i], NOW, JWT, 5), -1);
+        assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", bad_keys[i], NOW, JWT, 5),
+                         -1);
         assert_int_equal(fp_cmd_del(buf, sizeof(buf), "", "/m", bad_keys[i]), -1);
     }
     static const char *bad_routes[] = {"1", "@", "@!", "@x", "@1 show", "@1;", "@!12a", NULL};
@@ -276,14 +276,15 @@ static void cmd_lines_refuse_injection(void **state)
         assert_int_equal(fp_cmd_del(buf, sizeof(buf), bad_routes[i], "/m", KEY), -1);
     }
     assert_true(fp_route_valid("@!1234567"));
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), "", "/m", KEY, NOW, "a b", 3), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), "", "/m", KEY, NOW, "a;b", 3), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), "", "/m", KEY, NOW, "a\nb", 3), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), "", "/m", KEY, 999999999, JWT, 5), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), "", "/m", KEY, 10000000000LL, JWT, 5), -1);
+    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, "a b", 3), -1);
+    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, "a;b", 3), -1);
+    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, "a\nb", 3), -1);
+    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, 999999999, JWT, 5), -1);
+    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, 10000000000LL, JWT, 5), -1);
     /* a buffer too small never holds a truncated command */
     char tiny[40];
-    assert_int_equal(fp_cmd_put(tiny, sizeof(tiny), "", "/m", KEY, NOW, JWT, strlen(JWT)), -1);
+    assert_int_equal(fp_cmd_put(tiny, sizeof(tiny), false, "", "/m", KEY, NOW, JWT, strlen(JWT)),
+                     -1);
     assert_int_equal(tiny[0], '\0');
 }
 
