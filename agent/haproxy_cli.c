@@ -285,6 +285,7 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
     ev_io_stop(c->loop, &c->wio);
 }
 
+/* The "Pid: N" line of "show info", complete (ended by a newline), or -1. */
 static long parse_pid(const char *text, size_t len)
 {
     static const char tag[] = "\nPid: ";
@@ -292,12 +293,13 @@ static long parse_pid(const char *text, size_t len)
         if (memcmp(text + i, tag, sizeof(tag) - 1) != 0)
             continue;
         long pid = 0;
-        for (size_t j = i + sizeof(tag) - 1; j < len && text[j] >= '0' && text[j] <= '9'; j++) {
+        size_t j = i + sizeof(tag) - 1;
+        for (; j < len && text[j] >= '0' && text[j] <= '9'; j++) {
             pid = pid * 10 + (text[j] - '0');
             if (pid > 0x7fffffffL)
                 return -1;
         }
-        return pid > 0 ? pid : -1;
+        return (pid > 0 && j < len && text[j] == '\n') ? pid : -1;
     }
     return -1;
 }
@@ -376,12 +378,15 @@ static int on_answer(struct hcli *c, const char *text, size_t len)
 }
 
 /* The end of an answer: "\n" + a prompt word ([A-Za-z0-9@!_.-]*, e.g. "master") + "> ". Our
- * commands never print a line that starts like that. Returns the prompt's length at p, or 0. */
-static size_t prompt_at(const char *p, size_t avail)
+ * commands never print a line that starts like that. The master CLI answers "prompt" itself with
+ * a bare "master> " (no newline): first says the buffer starts a session. Returns the prompt's
+ * length at p, or 0. */
+static size_t prompt_at(const char *p, size_t avail, bool first)
 {
-    if (avail < 3 || p[0] != '\n')
+    size_t skip = (avail > 0 && p[0] == '\n') ? 1 : 0;
+    if (!skip && !first)
         return 0;
-    for (size_t i = 1; i + 1 < avail && i < 40; i++) {
+    for (size_t i = skip; i + 1 < avail && i < 40; i++) {
         char ch = p[i];
         if (ch == '>' && p[i + 1] == ' ')
             return i + 2;
@@ -398,7 +403,8 @@ static void parse_answers(struct hcli *c)
 {
     size_t start = 0;
     for (size_t i = 0; i < c->rlen;) {
-        size_t pl = prompt_at(c->rbuf + i, c->rlen - i);
+        bool first = i == 0 && c->k_count > 0 && c->kinds[c->k_head] == K_PROMPT;
+        size_t pl = prompt_at(c->rbuf + i, c->rlen - i, first);
         if (!pl) {
             i++;
             continue;
@@ -553,6 +559,7 @@ static void on_probe_io(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         p->sent = true;
+        shutdown(p->fd, SHUT_WR); /* the master CLI waits for more otherwise */
         ev_io_stop(c->loop, &p->io);
         ev_io_set(&p->io, p->fd, EV_READ);
         ev_io_start(c->loop, &p->io);
@@ -573,6 +580,10 @@ static void on_probe_io(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         p->len += (size_t)n;
+        if (parse_pid(p->buf, p->len) > 0) {
+            probe_result(c); /* the Pid line is complete: no need to wait for the rest */
+            return;
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 #include "../../agent/haproxy_cli.h"
 
 struct fixture {
-    char dir[64], sock[96], map[96], cfg[96];
+    char dir[64], sock[96], map[96], cfg[96], master_sock[96];
     const char *haproxy;
     pid_t master;
     struct ev_loop *loop;
@@ -60,7 +60,8 @@ static void write_cfg(struct fixture *f)
             "    timeout server 30s\n"
             "frontend f\n"
             "    bind unix@%s/fe.sock\n"
-            "    http-request return status 200 content-type text/plain lf-string \"%%[req.hdr(x-k),map(%s)]\"\n",
+            "    http-request return status 200 content-type text/plain lf-string "
+            "\"%%[req.hdr(x-k),map(%s)]\"\n",
             f->sock, f->dir, f->map);
     fclose(fp);
 }
@@ -76,7 +77,8 @@ static void start_haproxy(struct fixture *f)
             dup2(devnull, 1);
             dup2(devnull, 2);
         }
-        execl(f->haproxy, f->haproxy, "-W", "-db", "-f", f->cfg, (char *)NULL);
+        execl(f->haproxy, f->haproxy, "-W", "-db", "-S", f->master_sock, "-f", f->cfg,
+              (char *)NULL);
         _exit(127);
     }
     f->master = pid;
@@ -107,6 +109,7 @@ static int cli_oneshot(const struct fixture *f, const char *cmd, char *out, size
         close(fd);
         return -1;
     }
+    shutdown(fd, SHUT_WR); /* the master CLI waits for more otherwise */
     size_t n = 0;
     ssize_t r;
     while (n + 1 < cap && (r = read(fd, out + n, cap - 1 - n)) > 0)
@@ -114,6 +117,20 @@ static int cli_oneshot(const struct fixture *f, const char *cmd, char *out, size
     out[n] = '\0';
     close(fd);
     return 0;
+}
+
+/* The master handles SIGUSR2 once it is in its loop, which is when its CLI answers. */
+static void wait_master_ready(const struct fixture *f)
+{
+    char out[4096];
+    struct fixture m = *f;
+    snprintf(m.sock, sizeof(m.sock), "%s", f->master_sock);
+    for (int i = 0; i < 2000; i++) {
+        if (cli_oneshot(&m, "show proc\n", out, sizeof(out)) == 0 && strstr(out, "worker"))
+            return;
+        usleep(10000);
+    }
+    fail_msg("the master CLI never answered");
 }
 
 static double now_s(void)
@@ -168,6 +185,7 @@ static int setup(void **state)
     snprintf(f.sock, sizeof(f.sock), "%s/stats.sock", f.dir);
     snprintf(f.map, sizeof(f.map), "%s/fastpath.map", f.dir);
     snprintf(f.cfg, sizeof(f.cfg), "%s/haproxy.cfg", f.dir);
+    snprintf(f.master_sock, sizeof(f.master_sock), "%s/master.sock", f.dir);
     write_cfg(&f);
     f.loop = ev_loop_new(EVFLAG_AUTO);
     start_haproxy(&f);
@@ -209,6 +227,14 @@ static bool ready_again(struct fixture *f)
     struct hcli_stats st;
     hcli_get_stats(f->cli, &st);
     return f->ready_calls >= ready_calls_wanted && st.ready;
+}
+
+static long old_pid;
+static bool ready_new_pid(struct fixture *f)
+{
+    struct hcli_stats st;
+    hcli_get_stats(f->cli, &st);
+    return st.ready && f->last_pid != old_pid;
 }
 
 static bool is_down(struct fixture *f)
@@ -279,6 +305,7 @@ static void session_writes_reload_restart(void **state)
     long cl = fp_cmd_clear(clear, sizeof(clear), "", f->map);
     assert_true(cl > 0);
     f->stale_line = clear;
+    wait_master_ready(f);
     kill(f->master, SIGUSR2);
     ready_calls_wanted = 2;
     run_until(f, ready_again, "a session to the reloaded process");
@@ -318,6 +345,47 @@ static void session_writes_reload_restart(void **state)
     assert_true(f->last_pid != second_pid);
 }
 
+/* The master CLI: every command routed to the current worker ("@1"); after a reload "@1" leads to
+ * the new worker, whose Pid the process check sees. */
+static void master_cli_route(void **state)
+{
+    struct fixture *f = *state;
+    if (!f) {
+        skip();
+        return;
+    }
+    char err[160];
+    struct hcli_settings s = {
+        .address = f->master_sock, .route = "@1", .probe_interval = 0.2, .timeout = 5.};
+    f->cli = hcli_new(f->loop, &s, &OPS, f, err, sizeof(err));
+    assert_non_null(f->cli);
+    run_until(f, is_ready, "the first session");
+    long first_pid = f->last_pid;
+    assert_true(first_pid > 0 && first_pid != f->master);
+    char key[FP_KEY_HEX + 1], line[FP_CMD_MAX];
+    snprintf(key, sizeof(key), "%032X", 5u);
+    long len = fp_cmd_put(line, sizeof(line), false, "@1", f->map, key, 1900000000, "m.a.p", 5);
+    assert_int_equal(hcli_send(f->cli, line, (size_t)len), 0);
+    want_answered = 1;
+    run_until(f, all_answered, "the routed answer");
+    struct hcli_stats st;
+    hcli_get_stats(f->cli, &st);
+    assert_int_equal(st.errors, 0);
+    char out[8192], cmd[256];
+    snprintf(cmd, sizeof(cmd), "show map %s\n", f->map);
+    assert_int_equal(cli_oneshot(f, cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "00000000000000000000000000000005 1900000000:m.a.p"));
+
+    /* 3.x's master re-executes itself and drops its CLI sessions; until the new worker is up "@1"
+     * may still lead to the old one: wait for the session whose Pid changed. */
+    wait_master_ready(f);
+    kill(f->master, SIGUSR2);
+    old_pid = first_pid;
+    run_until(f, ready_new_pid, "a session routed to the new worker");
+    assert_true(f->last_resync);
+    assert_true(f->last_pid != first_pid);
+}
+
 static void bad_addresses(void **state)
 {
     (void)state;
@@ -347,6 +415,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(session_writes_reload_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(master_cli_route, setup, teardown),
         cmocka_unit_test(bad_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
