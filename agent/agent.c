@@ -16,6 +16,7 @@
 #include "bearer.h"
 #include "clock.h"
 #include "decision.h"
+#include "fastpath_writer.h"
 #include "listener.h"
 #include "log.h"
 #include "stages.h"
@@ -44,6 +45,8 @@ struct pending {
     char token_id[13];
     char *scopes, *realm; /* owned copies of the message arguments */
     size_t scopes_len, realm_len;
+    char *auth; /* the Authorization value as sent, for the fast path's key; NULL without one */
+    size_t auth_len;
 };
 
 /* The arguments of the message, borrowed from the frame. */
@@ -121,12 +124,46 @@ static void send_ack(struct agent *a, struct conn *c, uint64_t sid, uint64_t fid
     d->status = 502;
 }
 
+/* What the fast path needs besides the decision: the request's exact Authorization value (the map
+ * key hashes it as HAProxy sees it) and the token's cache key (purges find its entries by it). */
+struct fp_origin {
+    const char *auth;
+    size_t auth_len;
+    const struct cache_key *key;
+};
+
+/* Offers a 200 to the fast path; fastpath.c decides what may enter HAProxy's map. */
+static void publish(struct agent *a, const struct decision_input *in, const struct decision *d,
+                    const struct fp_origin *o)
+{
+    if (!a->fastpath || !o || !o->auth || d->status != 200)
+        return;
+    struct fp_candidate c = {
+        .status = d->status,
+        .jwt = d->jwt,
+        .jwt_len = d->jwt_len,
+        .auth_count = in->auth_count,
+        .auth = o->auth,
+        .auth_len = o->auth_len,
+        .scopes = in->required_scopes,
+        .scopes_len = in->required_scopes_len,
+        .token_exp = in->ti && in->ti->claims.has_exp ? in->ti->claims.exp : 0,
+    };
+    struct fp_limits l = {.ttl = a->cfg->fastpath_ttl,
+                          .skew = a->cfg->cache.exp_skew,
+                          .max_jwt = FP_JWT_MAX,
+                          .max_auth = 8192};
+    fpw_publish(a->fastpath, &c, &l, o->key->b, in->now);
+}
+
 static void answer(struct agent *a, struct conn *c, uint64_t sid, uint64_t fid,
-                   const struct decision_input *in, const char *token_id, double idp_ms)
+                   const struct decision_input *in, const char *token_id, double idp_ms,
+                   const struct fp_origin *o)
 {
     struct decision d;
     decide(in, &d);
     send_ack(a, c, sid, fid, &d);
+    publish(a, in, &d, o);
     a->metrics.ack_total++;
     metrics_count_decision(&a->metrics, d.status);
     access_log(a, &d, token_id, idp_ms);
@@ -165,6 +202,7 @@ static void pending_free(struct pending *p)
 {
     free(p->scopes);
     free(p->realm);
+    free(p->auth);
     free(p);
 }
 
@@ -186,8 +224,9 @@ static void pending_done(struct cache_waiter *w, struct token_info *ti)
             .now = clock_seconds(),
             .cache = p->cache_tag,
         };
+        struct fp_origin o = {.auth = p->auth, .auth_len = p->auth_len, .key = &p->key};
         answer(a, s->conn, p->stream_id, p->frame_id, &in, p->token_id,
-               (ev_now(a->loop) - p->queued_at) * 1000.0);
+               (ev_now(a->loop) - p->queued_at) * 1000.0, &o);
     }
     pending_unlink(p);
     pending_free(p);
@@ -227,6 +266,12 @@ static int pending_keep_args(struct pending *p, const struct notify_args *r)
         return -1;
     p->scopes_len = r->scopes.len;
     p->realm_len = r->realm.len;
+    const struct spop_value *v = r->auth;
+    if (p->agent->fastpath && v && (v->type == SPOP_DATA_STR || v->type == SPOP_DATA_BIN)) {
+        if (!(p->auth = dup_str(v->u.s)))
+            return -1;
+        p->auth_len = v->u.s.len;
+    }
     return 0;
 }
 
@@ -304,7 +349,7 @@ static void answer_oom(struct agent *a, struct conn *c, const struct spop_frame 
 {
     struct token_info *err = token_info_new(TOKEN_IDP_ERROR, "out of memory");
     in->ti = err; /* NULL when even this fails: decide() answers 500 */
-    answer(a, c, f->stream_id, f->frame_id, in, token_id, -1);
+    answer(a, c, f->stream_id, f->frame_id, in, token_id, -1, NULL);
     token_unref(err);
 }
 
@@ -328,7 +373,12 @@ static void handle_token(struct agent *a, struct session *s, const struct spop_f
     if (found == CACHE_HIT) {
         in->ti = ti;
         in->cache = ti->outcome == TOKEN_ACTIVE ? "hit" : "negative";
-        answer(a, c, f->stream_id, f->frame_id, in, token_id, -1);
+        struct fp_origin o = {.key = &key};
+        if (r->auth && (r->auth->type == SPOP_DATA_STR || r->auth->type == SPOP_DATA_BIN)) {
+            o.auth = (const char *)r->auth->u.s.ptr;
+            o.auth_len = r->auth->u.s.len;
+        }
+        answer(a, c, f->stream_id, f->frame_id, in, token_id, -1, &o);
         token_unref(ti);
         a->spare = p; /* reused by the next request: a hit allocates nothing */
         return;
@@ -392,7 +442,7 @@ static void on_notify(struct conn *c, void *ud, const struct spop_frame *f)
     enum bearer_result b = parse_credentials(&r, &tok, &len);
     fill_input(&in, &r, b);
     if (b != BEARER_OK || r.auth_count > 1) {
-        answer(a, c, f->stream_id, f->frame_id, &in, NULL, -1);
+        answer(a, c, f->stream_id, f->frame_id, &in, NULL, -1, NULL);
         return;
     }
     handle_token(a, s, f, &r, &in, tok, len);
@@ -526,6 +576,18 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
         agent_fini(a);
         return -1;
     }
+    if (cfg->fastpath_sockets) {
+        struct fpw_settings fs = {.sockets = cfg->fastpath_sockets,
+                                  .map = cfg->fastpath_map,
+                                  .secret = cfg->fastpath_key,
+                                  .max_entries = cfg->fastpath_max_entries};
+        a->fastpath = fpw_new(loop, &fs, err, sizeof(err));
+        if (!a->fastpath) {
+            log_error("fast path: %s", err);
+            agent_fini(a);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -566,6 +628,8 @@ void agent_fini(struct agent *a)
     if (a->idp)
         introspector_free(a->idp); /* resolves the flights left; nobody waits on them now */
     pipeline_free(a->pipeline);
+    fpw_free(a->fastpath);
+    a->fastpath = NULL;
     free(a->spare);
     a->listener = NULL;
     a->idp = NULL;

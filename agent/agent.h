@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 
+struct fastpath_writer;
 struct listener;
 struct pending;
 
@@ -35,6 +36,7 @@ struct agent {
     bool draining;
     bool warned_no_auth_arg; /* said once: the SPOE message lacks the authorization argument */
     struct pending *spare;   /* a preallocated waiter, so a cache hit allocates nothing */
+    struct fastpath_writer *fastpath; /* owned; NULL without fastpath-socket */
     struct metrics metrics;
 };
 

@@ -46,6 +46,14 @@ struct config {
     /* cache */
     struct cache_config cache;
 
+    /* fast path: decisions published into HAProxy's map (NULL sockets: off) */
+    char *fastpath_sockets;  /* comma-separated runtime API addresses */
+    char *fastpath_map;      /* the map identifier haproxy.cfg uses */
+    char *fastpath_key_file; /* the key shared with haproxy.cfg */
+    char *fastpath_key;      /* its base64 text, loaded by config_finalize() */
+    uint32_t fastpath_ttl;   /* seconds an entry lives at most */
+    unsigned fastpath_max_entries;
+
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */
     char *admin_token_file; /* NULL: no admin API on http_listen */

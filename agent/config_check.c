@@ -2,6 +2,7 @@
  * secret_file.c), resolves the addresses as the agent will bind them (so that --check-config means
  * "this will start"), and checks the options that only make sense together. */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -13,11 +14,15 @@
 
 #include "addr.h"
 #include "config_internal.h"
+#include "fastpath.h"
 #include "secret_file.h"
 
 static const struct secret_spec client_secret_spec = {.what = "client secret"};
 /* A new kind of secret: strict from the start (nobody relies on a looser mode yet). */
 static const struct secret_spec admin_token_spec = {.what = "admin token", .strict = true};
+/* HAProxy reads the same file as a map file: comment lines are allowed. */
+static const struct secret_spec fastpath_key_spec = {
+    .what = "fast-path key", .strict = true, .multi_line = true};
 
 static int secret_from_env(const char *v, char **out, char *err, size_t errlen)
 {
@@ -89,6 +94,32 @@ static int check_client_auth(const struct config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The fast path needs its three settings together; the key file is parsed as HAProxy reads it. */
+static int fastpath_key(struct config *c, char *err, size_t errlen)
+{
+    secret_free(&c->fastpath_key);
+    if (!c->fastpath_sockets)
+        return 0;
+    if (!c->fastpath_map || !fp_map_name_valid(c->fastpath_map))
+        return config_fail(err, errlen,
+                           "fastpath-socket needs fastpath-map (the map's file path "
+                           "as haproxy.cfg names it, no spaces)");
+    if (!c->fastpath_key_file)
+        return config_fail(err, errlen, "fastpath-socket needs fastpath-key-file");
+    char *text = NULL, perr[160];
+    size_t len = 0;
+    if (secret_file_read(c->fastpath_key_file, &fastpath_key_spec, &text, &len, err, errlen) < 0)
+        return -1;
+    char key[FP_SECRET_MAX + 1];
+    int rc = fp_secret_parse(text, len, key, perr, sizeof(perr));
+    secret_free(&text);
+    if (rc < 0)
+        return config_fail(err, errlen, "fast-path key file '%s': %s", c->fastpath_key_file, perr);
+    c->fastpath_key = strdup(key);
+    OPENSSL_cleanse(key, sizeof(key));
+    return c->fastpath_key ? 0 : config_fail(err, errlen, "out of memory");
+}
+
 static int admin_token(struct config *c, char *err, size_t errlen)
 {
     secret_free(&c->admin_token);
@@ -157,8 +188,8 @@ static void warn_risky(const struct config *c)
 int config_finalize(struct config *c, char *err, size_t errlen)
 {
     if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
-        admin_token(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
-        check_client_auth(c, err, errlen) < 0)
+        admin_token(c, err, errlen) < 0 || fastpath_key(c, err, errlen) < 0 ||
+        check_tls(c, err, errlen) < 0 || check_client_auth(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;

@@ -380,6 +380,11 @@ size_t fp_table_count(const struct fp_table *t)
     return t->count;
 }
 
+size_t fp_table_capacity(const struct fp_table *t)
+{
+    return t->max;
+}
+
 static void heap_swap(struct fp_table *t, size_t a, size_t b)
 {
     struct fp_node *x = t->heap[a];

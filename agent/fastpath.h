@@ -122,6 +122,7 @@ struct fp_table;
 struct fp_table *fp_table_new(size_t max_entries); /* max_entries >= 1; NULL on failure */
 void fp_table_free(struct fp_table *t);            /* no callbacks */
 size_t fp_table_count(const struct fp_table *t);
+size_t fp_table_capacity(const struct fp_table *t);
 
 /* Inserts or refreshes key. A full table first evicts the entry that expires first (removed() is
  * called for it). An existing key with the same JWT whose expiry is no more than a second earlier
