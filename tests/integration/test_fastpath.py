@@ -1,0 +1,253 @@
+#!/usr/bin/python3
+"""The fast path through a real HAProxy: the agent publishes its positive decisions into HAProxy's
+map over the stats socket, and HAProxy serves the next requests of that token on that route
+without asking the agent (counted: the agent's decisions and the IdP's calls do not move).
+
+Also: a route that requires a scope the token lacks is never served from the map; two
+Authorization headers never take the fast path; an entry whose expiry has passed is ignored by
+HAProxy itself, and the agent deletes it; the token's exp bounds an entry's life; eviction at
+fastpath-max-entries; a restarted HAProxy (new process, empty map) is re-filled.
+
+The cfg is the shipped haproxy.cfg plus the fast-path rules (contrib/fastpath-proto/README.md),
+unless the shipped one has them already. Runs with PTA_HAPROXY (2.6 and 3.x alike).
+"""
+
+import hashlib
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+from harness import Stack, free_port, http_request, wait_until  # noqa: E402
+
+KEY_B64 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+GLOBAL_RULES = """
+.if defined(PHANTOM_FASTPATH_MAP)
+    set-var proc.pta_fp_key str(fastpath-key),map("${PHANTOM_FASTPATH_KEY}")
+.endif
+"""
+
+FRONTEND_RULES = """\
+.if defined(PHANTOM_FASTPATH_MAP)
+    http-request set-var(txn.fp) req.fhdr(Authorization),concat(|,txn.phantom_scopes,|),concat(,proc.pta_fp_key),sha2(256),bytes(0,16),hex,map("${PHANTOM_FASTPATH_MAP}") if { req.fhdr_cnt(Authorization) eq 1 }
+    http-request set-var(txn.fp_exp) var(txn.fp),bytes(0,10)
+    acl fp_fresh date,sub(txn.fp_exp) lt 0
+    http-request set-header Authorization "Bearer %[var(txn.fp),bytes(11)]" if fp_fresh
+    http-request allow if fp_fresh
+.endif
+"""
+
+
+def fastpath_cfg(src):
+    """The shipped cfg with the fast-path rules (and a backend name 3.3+ accepts)."""
+    with open(src) as f:
+        cfg = f.read()
+    cfg = re.sub(r"(?m)^    default_backend api$", "    default_backend api-servers", cfg)
+    cfg = re.sub(r"(?m)^backend api$", "backend api-servers", cfg)
+    if "pta_fp_key" in cfg:
+        return cfg
+    anchor = "    tune.bufsize 32768\n"
+    assert anchor in cfg, "the shipped cfg changed: no tune.bufsize line to anchor on"
+    cfg = cfg.replace(anchor, anchor + GLOBAL_RULES, 1)
+    spoe = "    http-request send-spoe-group phantom-token phantom-auth\n"
+    assert spoe in cfg, "the shipped cfg changed: no send-spoe-group line"
+    return cfg.replace(spoe, FRONTEND_RULES + spoe, 1)
+
+
+def map_key(authorization, scopes=""):
+    msg = (authorization + "|" + scopes + "|" + KEY_B64).encode()
+    return hashlib.sha256(msg).digest()[:16].hex().upper()
+
+
+class FastpathStack(Stack):
+    def __init__(self, ttl="20s", max_entries=100):
+        self.metrics_port = free_port()
+        super().__init__()
+        self.map_file = os.path.join(self.tmpdir, "fastpath.map")
+        open(self.map_file, "w").close()
+        self.key_file = self._secret_file("fastpath-key.map",
+                                          "# shared with haproxy.cfg\nfastpath-key %s\n" % KEY_B64)
+        self.cfg_file = os.path.join(self.tmpdir, "haproxy-fastpath.cfg")
+        with open(self.cfg_file, "w") as f:
+            f.write(fastpath_cfg(harness.HAPROXY_CFG))
+        self.haproxy_env.update({"PHANTOM_FASTPATH_MAP": self.map_file,
+                                 "PHANTOM_FASTPATH_KEY": self.key_file})
+        self.agent_args += ["--fastpath-socket", "unix:" + self.stats_socket,
+                            "--fastpath-map", self.map_file, "--fastpath-key-file", self.key_file,
+                            "--fastpath-ttl", ttl, "--fastpath-max-entries", str(max_entries),
+                            "--http-listen", "127.0.0.1:%d" % self.metrics_port]
+
+    def start_haproxy(self):
+        p = harness.Proc("haproxy", [harness.HAPROXY, "-db", "-f", self.cfg_file], self.tmpdir,
+                         env=self.haproxy_environ())
+        self.procs["haproxy"] = p
+        wait_until(lambda: p.check_alive() and self._stats_answers(), 15, "haproxy ready")
+
+    def restart_haproxy(self):
+        old = self.procs.pop("haproxy")
+        old.stop()
+        self.start_haproxy()
+
+    def map_entries(self):
+        out = self.haproxy_cmd("show map %s" % self.map_file)
+        entries = {}
+        for line in out.splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) == 3 and parts[0].startswith("0x"):
+                entries[parts[1]] = parts[2]
+        return entries
+
+    def decisions(self):
+        r = http_request(self.metrics_port, "GET", "/metrics")
+        total = 0
+        for line in r.body.decode().splitlines():
+            if line.startswith("phantom_decisions_total{"):
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
+
+    def backend_auth(self, r):
+        return [v for k, v in r.json()["headers"] if k.lower() == "authorization"]
+
+
+class FastpathTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = FastpathStack(max_entries=3).start()
+        sys.stderr.write("fastpath test with %s\n" % harness.HAPROXY)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.stop()
+
+    def published(self, auth, scopes=""):
+        key = map_key(auth, scopes)
+        return wait_until(lambda: self.s.map_entries().get(key), 10, "entry %s published" % key)
+
+    def test_hit_is_served_without_the_agent(self):
+        s = self.s
+        tok = s.register("fp-hit-token-1", scope="openid read")
+        first = s.get(tok)
+        self.assertEqual(first.status, 200)
+        jwt = s.backend_auth(first)
+        value = self.published("Bearer " + tok)
+        exp, published_jwt = value.split(":", 1)
+        self.assertEqual(["Bearer " + published_jwt], jwt)
+        self.assertLessEqual(int(exp), time.time() + 21)
+        decisions, calls = s.decisions(), s.idp_calls(tok)
+        for method in ("GET", "HEAD", "POST"):
+            r = s.get(tok, method=method)
+            self.assertEqual(r.status, 200, method)
+            if method != "HEAD":
+                self.assertEqual(s.backend_auth(r), jwt)  # the JWT, never the opaque token
+        self.assertEqual(s.decisions(), decisions, "a hit reached the agent")
+        self.assertEqual(s.idp_calls(tok), calls)
+
+    def test_scope_is_enforced_per_route(self):
+        s = self.s
+        tok = s.register("fp-scope-token-1", scope="openid read")
+        self.assertEqual(s.get(tok).status, 200)
+        self.published("Bearer " + tok)
+        # The admin route needs "admin": the entry for the unscoped route does not apply there.
+        before = s.decisions()
+        for _ in range(3):
+            self.assertEqual(s.get(tok, path="/api/admin").status, 403)
+        self.assertEqual(s.decisions(), before + 3, "the scoped route was served from the map")
+        self.assertNotIn(map_key("Bearer " + tok, "admin"), s.map_entries())
+        # A token with the scope gets its own entry for the scoped route.
+        adm = s.register("fp-scope-token-2", scope="openid admin")
+        self.assertEqual(s.get(adm, path="/api/admin").status, 200)
+        self.published("Bearer " + adm, "admin")
+        before = s.decisions()
+        self.assertEqual(s.get(adm, path="/api/admin/users").status, 200)
+        self.assertEqual(s.decisions(), before)
+
+    def test_two_authorization_headers_never_take_the_fast_path(self):
+        s = self.s
+        tok = s.register("fp-two-headers-1")
+        self.assertEqual(s.get(tok).status, 200)
+        self.published("Bearer " + tok)
+        before = s.decisions()
+        r = s.request(headers=[("Authorization", "Bearer " + tok),
+                               ("Authorization", "Bearer " + tok)])
+        self.assertEqual(r.status, 400)
+        self.assertEqual(s.decisions(), before + 1)
+
+    def test_stale_entry_is_ignored_by_haproxy(self):
+        s = self.s
+        tok = s.register("fp-stale-token-1")
+        self.assertEqual(s.get(tok).status, 200)
+        key = map_key("Bearer " + tok)
+        value = self.published("Bearer " + tok)
+        # Make the entry stale behind the agent's back: HAProxy must not use it.
+        past = "%010d" % (int(time.time()) - 1)
+        s.haproxy_cmd("set map %s %s %s" % (s.map_file, key, past + value[10:]))
+        before = s.decisions()
+        self.assertEqual(s.get(tok).status, 200)
+        self.assertEqual(s.decisions(), before + 1, "a stale entry was used")
+
+    def test_token_exp_bounds_the_entry_and_the_agent_deletes_it(self):
+        s = self.s
+        # exp in 8 s, skew 5 s: the entry may live 3 s at most, whatever the fast-path TTL.
+        tok = s.register("fp-short-token-1", exp_in=8)
+        self.assertEqual(s.get(tok).status, 200)
+        value = self.published("Bearer " + tok)
+        self.assertLessEqual(int(value[:10]), time.time() + 4)
+        key = map_key("Bearer " + tok)
+        wait_until(lambda: key not in s.map_entries(), 15, "the expired entry deleted")
+
+    def test_zz_restarted_haproxy_is_refilled(self):
+        s = self.s
+        tok = s.register("fp-reload-token-1")
+        self.assertEqual(s.get(tok).status, 200)
+        key = map_key("Bearer " + tok)
+        self.published("Bearer " + tok)
+        s.restart_haproxy()  # a new process, its map empty
+        wait_until(lambda: key in s.map_entries(), 15, "the new process re-filled")
+        before = s.decisions()
+        self.assertEqual(s.get(tok).status, 200)
+        self.assertEqual(s.decisions(), before)
+
+
+class FastpathEvictionTest(unittest.TestCase):
+    def test_eviction_at_max_entries(self):
+        s = FastpathStack(max_entries=2).start()
+        try:
+            toks = [s.register("fp-evict-token-%d" % i) for i in range(3)]
+            for t in toks:
+                self.assertEqual(s.get(t).status, 200)
+            keys = [map_key("Bearer " + t) for t in toks]
+            wait_until(lambda: set(s.map_entries()) == set(keys[1:]), 10,
+                       "the first entry evicted, the two later ones published")
+            before = s.decisions()
+            self.assertEqual(s.get(toks[0]).status, 200)
+            self.assertEqual(s.decisions(), before + 1)
+        finally:
+            s.stop()
+
+
+class NoFastpathTest(unittest.TestCase):
+    def test_cfg_without_map_loads_and_works(self):
+        """The fast-path rules are optional: without PHANTOM_FASTPATH_MAP the cfg is today's."""
+        s = Stack()
+        cfg = os.path.join(s.tmpdir, "haproxy-fastpath.cfg")
+        with open(cfg, "w") as f:
+            f.write(fastpath_cfg(harness.HAPROXY_CFG))
+        orig = harness.HAPROXY_CFG
+        harness.HAPROXY_CFG = cfg
+        try:
+            s.start()
+            tok = s.register("fp-none-token-1")
+            self.assertEqual(s.get(tok).status, 200)
+            self.assertEqual(s.get(tok).status, 200)
+            self.assertEqual(s.idp_calls(tok), 1)
+        finally:
+            harness.HAPROXY_CFG = orig
+            s.stop()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
