@@ -3,6 +3,9 @@
 # writes): HAProxy with no rules (ceiling), the shipped cfg through the agent, and the shipped cfg
 # plus the fast-path rules, one cached token and 10 000 distinct cached tokens.
 # Usage: bench-proto.sh HAPROXY_BINARY   (env: ROUNDS=3 DUR=8s CONNS=50 SUT_CPU=1 WRK_CPU=0 AGENT=...)
+# FILL=socket (default): the map is pre-filled over the stats socket (phase-A prototype).
+# FILL=agent: the agent publishes its decisions itself (fastpath-socket); the "fastpath" gateway
+#   is the shipped cfg plus the fast-path rules; a warm-up pass publishes every token first.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -24,7 +27,11 @@ sut python3 "$REPO/contrib/bench/idp_stub.py" --port 0 --jwt-size 849 >"$W/stub.
 for _ in $(seq 100); do grep -q READY "$W/stub.out" && break; sleep 0.1; done
 SP=$(awk '/READY/{print $2}' "$W/stub.out")
 curl -s -X POST -d '{"all_active": true}' http://127.0.0.1:$SP/_control/mode >/dev/null
-AP=$(port); taskset -c "$SUT_CPU" "$AGENT" --listen 127.0.0.1:$AP --log-level warn --client-auth none --introspection-url http://127.0.0.1:$SP/introspect >"$W/agent.log" 2>&1 & PIDS+=($!); APID=$!; wait_port $AP
+FILL=${FILL:-socket}
+fp_args=()
+[ "$FILL" = agent ] && fp_args=(--fastpath-socket "unix:$W/fastpath.sock" --fastpath-map "$W/fastpath.map"
+  --fastpath-key-file "$W/key.map" --fastpath-ttl 300s --fastpath-max-entries 20000)
+AP=$(port); taskset -c "$SUT_CPU" "$AGENT" --listen 127.0.0.1:$AP --log-level warn --client-auth none --introspection-url http://127.0.0.1:$SP/introspect "${fp_args[@]}" >"$W/agent.log" 2>&1 & PIDS+=($!); APID=$!; wait_port $AP
 common=(PHANTOM_BACKEND=127.0.0.1:$BP PHANTOM_AGENT=127.0.0.1:$AP PHANTOM_SPOE_CONF=$REPO/spoe/phantom-token.conf
         PHANTOM_FASTPATH_KEY=$W/key.map PHANTOM_FASTPATH_MAP=$W/fastpath.map )
 declare -A PORT GPID
@@ -35,16 +42,36 @@ start() { # name cfg
   wait_port ${PORT[$1]}
 }
 start bare "$HERE/haproxy-bare.cfg"
+start barejwt "$HERE/haproxy-bare-jwt.cfg"
 # 3.3+ refuses a backend named like its frontend: the shipped cfg of the time gets its backend renamed.
 sed 's/^    default_backend api$/    default_backend api-servers/; s/^backend api$/backend api-servers/' \
   "${SHIPPED_CFG:-$REPO/haproxy-conf/haproxy.cfg}" > "$W/shipped.cfg"
 start shipped "$W/shipped.cfg"
-start fastpath "$HERE/haproxy-fastpath.cfg"
+if [ "$FILL" = agent ]; then
+  # the shipped cfg (backend renamed above) plus the fast-path rules, as tests/integration does
+  python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import test_fastpath as t; print(t.fastpath_cfg(sys.argv[2]), end="")' \
+    "$REPO/tests/integration" "$W/shipped.cfg" > "$W/fastpath.cfg"
+  common+=(PHANTOM_FASTPATH_MAP=$W/fastpath.map PHANTOM_FASTPATH_KEY=$W/key.map PHANTOM_STATS_SOCKET=$W/fastpath.sock)
+  start fastpath "$W/fastpath.cfg"
+else
+  start fastpath "$HERE/haproxy-fastpath.cfg"
+fi
 start fponly "$HERE/haproxy-fp-only.cfg"
 common+=(FP_WITH_SPOE=1)
 start fpspoe "$HERE/haproxy-fp-only.cfg"
+if [ "$FILL" = agent ]; then
+  curl -s -o /dev/null -H 'Authorization: Bearer bench-one' http://127.0.0.1:${PORT[fastpath]}/api/x
+  BENCH_NTOKENS=10000 BENCH_PREFIX=bench-many- taskset -c "$WRK_CPU" wrk -t1 -c20 -d6s \
+    -s "$REPO/contrib/bench/token-many.lua" http://127.0.0.1:${PORT[fastpath]}/api/x >/dev/null
+  for _ in $(seq 300); do
+    n=$(echo "show map $W/fastpath.map" | socat - "UNIX-CONNECT:$W/fastpath.sock" | grep -c '^0x' || true)
+    [ "$n" -ge 10001 ] && break; sleep 0.1
+  done
+  echo "published by the agent: $n entries"
+else
 python3 "$HERE/fill_map.py" --socket "$W/fastpath.sock" --map "$W/fastpath.map" --key-file "$W/key.map" \
   --token bench-one --count 10000 --ttl 3600 | grep -o 'entry_cnt=[0-9]*' | tail -1
+fi
 for g in fponly fpspoe; do python3 "$HERE/fill_map.py" --socket "$W/$g.sock" --map "$W/fastpath.map" --key-file "$W/key.map" \
   --token bench-one --count 10000 --ttl 3600 | grep -o 'entry_cnt=[0-9]*' | tail -1; done
 # sanity: the fast path answers from the map (the backend's "ok"), and misses still go to the agent
