@@ -211,7 +211,7 @@ const struct opt config_opts[] = {
      .min = 1,
      .max = 1000000,
      .def = "10000",
-     .help = "Most decisions published at once (each costs HAProxy about 1 KB)"},
+     .help = "Most decisions published at once (each costs HAProxy about 1.3 KB)"},
     {.name = "cache-max-bytes",
      .type = T_SIZE,
      FIELD(cache.max_bytes),
