@@ -149,9 +149,11 @@ static void publish(struct agent *a, const struct decision_input *in, const stru
         .scopes_len = in->required_scopes_len,
         .token_exp = in->ti && in->ti->claims.has_exp ? in->ti->claims.exp : 0,
     };
+    /* A CLI line must fit HAProxy's buffer (tune.bufsize, 16 KB by default, the line is the JWT
+     * plus ~120 bytes): larger JWTs are not published and keep going through the agent. */
     struct fp_limits l = {.ttl = a->cfg->fastpath_ttl,
                           .skew = a->cfg->cache.exp_skew,
-                          .max_jwt = FP_JWT_MAX,
+                          .max_jwt = 8192,
                           .max_auth = 8192};
     fpw_publish(a->fastpath, &c, &l, o->key->b, in->now);
 }
