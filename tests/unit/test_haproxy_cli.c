@@ -21,11 +21,10 @@
 
 #include "../../agent/fastpath.h"
 #include "../../agent/haproxy_cli.h"
+#include "haproxy_fixture.h"
 
 struct fixture {
-    char dir[64], sock[96], map[96], cfg[96], master_sock[96];
-    const char *haproxy;
-    pid_t master;
+    struct hp hp;
     struct ev_loop *loop;
     /* what the client reported */
     int ready_calls, stale_calls;
@@ -35,120 +34,30 @@ struct fixture {
     const char *stale_line; /* queued from on_stale */
 };
 
-static const char *haproxy_path(void)
-{
-    const char *p = getenv("PTA_HAPROXY");
-    if (p && *p)
-        return access(p, X_OK) == 0 ? p : NULL;
-    return access("/usr/sbin/haproxy", X_OK) == 0 ? "/usr/sbin/haproxy" : NULL;
-}
+static bool call_cond(void *ud);
+static bool (*cur_cond)(struct fixture *f);
 
-static void write_cfg(struct fixture *f)
-{
-    FILE *fp = fopen(f->map, "w");
-    assert_non_null(fp);
-    fclose(fp);
-    fp = fopen(f->cfg, "w");
-    assert_non_null(fp);
-    fprintf(fp,
-            "global\n"
-            "    stats socket %s mode 600 level admin\n"
-            "defaults\n"
-            "    mode http\n"
-            "    timeout connect 5s\n"
-            "    timeout client 30s\n"
-            "    timeout server 30s\n"
-            "frontend f\n"
-            "    bind unix@%s/fe.sock\n"
-            "    http-request return status 200 content-type text/plain lf-string "
-            "\"%%[req.hdr(x-k),map(%s)]\"\n",
-            f->sock, f->dir, f->map);
-    fclose(fp);
-}
-
-static void start_haproxy(struct fixture *f)
-{
-    unlink(f->sock);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-        }
-        execl(f->haproxy, f->haproxy, "-W", "-db", "-S", f->master_sock, "-f", f->cfg,
-              (char *)NULL);
-        _exit(127);
-    }
-    f->master = pid;
-}
-
-static void stop_haproxy(struct fixture *f)
-{
-    if (f->master <= 0)
-        return;
-    kill(f->master, SIGTERM);
-    int st;
-    waitpid(f->master, &st, 0);
-    f->master = 0;
-}
-
-/* A blocking one-shot command, for checking what HAProxy holds. */
-static int cli_oneshot(const struct fixture *f, const char *cmd, char *out, size_t cap)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", f->sock);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    if (write(fd, cmd, strlen(cmd)) < 0) {
-        close(fd);
-        return -1;
-    }
-    shutdown(fd, SHUT_WR); /* the master CLI waits for more otherwise */
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < cap && (r = read(fd, out + n, cap - 1 - n)) > 0)
-        n += (size_t)r;
-    out[n] = '\0';
-    close(fd);
-    return 0;
-}
-
-/* The master handles SIGUSR2 once it is in its loop, which is when its CLI answers. */
-static void wait_master_ready(const struct fixture *f)
-{
-    char out[4096];
-    struct fixture m = *f;
-    snprintf(m.sock, sizeof(m.sock), "%s", f->master_sock);
-    for (int i = 0; i < 2000; i++) {
-        if (cli_oneshot(&m, "show proc\n", out, sizeof(out)) == 0 && strstr(out, "worker"))
-            return;
-        usleep(10000);
-    }
-    fail_msg("the master CLI never answered");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* Runs the loop until cond(f) holds; fails after a generous deadline (a loaded box is slow). */
 static void run_until(struct fixture *f, bool (*cond)(struct fixture *f), const char *what)
 {
-    double end = now_s() + 20.;
-    while (!cond(f)) {
-        if (now_s() > end)
-            fail_msg("timed out waiting for %s", what);
-        ev_run(f->loop, EVRUN_ONCE);
-    }
+    cur_cond = cond;
+    if (hp_run_until(f->loop, call_cond, f) < 0)
+        fail_msg("timed out waiting for %s", what);
+}
+
+static bool call_cond(void *ud)
+{
+    return cur_cond(ud);
+}
+
+static int cli_oneshot(const struct fixture *f, const char *cmd, char *out, size_t cap)
+{
+    return hp_oneshot(f->hp.sock, cmd, out, cap);
+}
+
+static void wait_master_ready(const struct fixture *f)
+{
+    if (hp_wait_master(&f->hp) < 0)
+        fail_msg("the master CLI never answered");
 }
 
 static void on_ready(void *ud, struct hcli *c, long pid, bool resync)
@@ -174,21 +83,13 @@ static int setup(void **state)
 {
     static struct fixture f;
     memset(&f, 0, sizeof(f));
-    f.haproxy = haproxy_path();
-    if (!f.haproxy) {
+    if (hp_prepare(&f.hp) < 0) {
         fprintf(stderr, "SKIP test_haproxy_cli: no haproxy binary (set PTA_HAPROXY)\n");
         *state = NULL;
         return 0;
     }
-    snprintf(f.dir, sizeof(f.dir), "/tmp/pta-hcli.XXXXXX");
-    assert_non_null(mkdtemp(f.dir));
-    snprintf(f.sock, sizeof(f.sock), "%s/stats.sock", f.dir);
-    snprintf(f.map, sizeof(f.map), "%s/fastpath.map", f.dir);
-    snprintf(f.cfg, sizeof(f.cfg), "%s/haproxy.cfg", f.dir);
-    snprintf(f.master_sock, sizeof(f.master_sock), "%s/master.sock", f.dir);
-    write_cfg(&f);
     f.loop = ev_loop_new(EVFLAG_AUTO);
-    start_haproxy(&f);
+    hp_start(&f.hp);
     *state = &f;
     return 0;
 }
@@ -199,11 +100,10 @@ static int teardown(void **state)
     if (!f)
         return 0;
     hcli_free(f->cli);
-    stop_haproxy(f);
+    f->cli = NULL;
+    hp_cleanup(&f->hp);
     ev_loop_destroy(f->loop);
-    char cmd[200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return 0;
 }
 
 static bool is_ready(struct fixture *f)
@@ -249,7 +149,7 @@ static void put_line(struct fixture *f, bool replace, unsigned n, const char *jw
     char key[FP_KEY_HEX + 1], line[FP_CMD_MAX];
     snprintf(key, sizeof(key), "%032X", n);
     long len =
-        fp_cmd_put(line, sizeof(line), replace, "", f->map, key, 1900000000, jwt, strlen(jwt));
+        fp_cmd_put(line, sizeof(line), replace, "", f->hp.map, key, 1900000000, jwt, strlen(jwt));
     assert_true(len > 0);
     assert_int_equal(hcli_send(f->cli, line, (size_t)len), 0);
 }
@@ -262,7 +162,7 @@ static void session_writes_reload_restart(void **state)
         return;
     }
     char err[160];
-    struct hcli_settings s = {.address = f->sock, .probe_interval = 0.2, .timeout = 5.};
+    struct hcli_settings s = {.address = f->hp.sock, .probe_interval = 0.2, .timeout = 5.};
     f->cli = hcli_new(f->loop, &s, &OPS, f, err, sizeof(err));
     assert_non_null(f->cli);
     run_until(f, is_ready, "the first session");
@@ -270,7 +170,7 @@ static void session_writes_reload_restart(void **state)
     assert_true(f->last_resync);
     long first_pid = f->last_pid;
     assert_true(first_pid > 0);
-    assert_true(first_pid != f->master); /* the worker, not the master */
+    assert_true(first_pid != f->hp.master); /* the worker, not the master */
 
     /* writes: three entries, one replaced, one deleted, one refused (unknown map) */
     for (unsigned i = 0; i < 3; i++)
@@ -278,7 +178,7 @@ static void session_writes_reload_restart(void **state)
     put_line(f, true, 1, "x.y.z");
     char line[FP_CMD_MAX], key[FP_KEY_HEX + 1];
     snprintf(key, sizeof(key), "%032X", 2u);
-    long len = fp_cmd_del(line, sizeof(line), "", f->map, key);
+    long len = fp_cmd_del(line, sizeof(line), "", f->hp.map, key);
     assert_int_equal(hcli_send(f->cli, line, (size_t)len), 0);
     len = fp_cmd_del(line, sizeof(line), "", "/no/such.map", key);
     assert_int_equal(hcli_send(f->cli, line, (size_t)len), 0);
@@ -290,7 +190,7 @@ static void session_writes_reload_restart(void **state)
     assert_int_equal(st.errors, 1);
 
     char out[8192], cmd[256];
-    snprintf(cmd, sizeof(cmd), "show map %s\n", f->map);
+    snprintf(cmd, sizeof(cmd), "show map %s\n", f->hp.map);
     assert_int_equal(cli_oneshot(f, cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "00000000000000000000000000000000 1900000000:a.b.c"));
     assert_non_null(strstr(out, "00000000000000000000000000000001 1900000000:x.y.z"));
@@ -302,11 +202,11 @@ static void session_writes_reload_restart(void **state)
 
     /* a reload: the open session still reaches the old worker; the process check notices */
     char clear[256];
-    long cl = fp_cmd_clear(clear, sizeof(clear), "", f->map);
+    long cl = fp_cmd_clear(clear, sizeof(clear), "", f->hp.map);
     assert_true(cl > 0);
     f->stale_line = clear;
     wait_master_ready(f);
-    kill(f->master, SIGUSR2);
+    kill(f->hp.master, SIGUSR2);
     ready_calls_wanted = 2;
     run_until(f, ready_again, "a session to the reloaded process");
     assert_int_equal(f->stale_calls, 1);
@@ -322,7 +222,7 @@ static void session_writes_reload_restart(void **state)
 
     /* HAProxy stops: the session is lost, lines queue up to the bound, then all are dropped */
     f->stale_line = NULL;
-    stop_haproxy(f);
+    hp_stop(&f->hp);
     run_until(f, is_down, "the session to end");
     hcli_free(f->cli);
     s.max_queue = 3;
@@ -331,14 +231,14 @@ static void session_writes_reload_restart(void **state)
     int before = f->ready_calls;
     for (unsigned i = 0; i < 3; i++)
         put_line(f, false, 10 + i, "q.q.q");
-    len = fp_cmd_del(line, sizeof(line), "", f->map, key);
+    len = fp_cmd_del(line, sizeof(line), "", f->hp.map, key);
     assert_int_equal(hcli_send(f->cli, line, (size_t)len), -1);
     hcli_get_stats(f->cli, &st);
     assert_int_equal(st.dropped, 3);
     assert_int_equal(st.queued, 0);
 
     /* and it comes back: a new session, a re-sync */
-    start_haproxy(f);
+    hp_start(&f->hp);
     ready_calls_wanted = before + 1;
     run_until(f, ready_again, "a session after the restart");
     assert_true(f->last_resync);
@@ -356,15 +256,15 @@ static void master_cli_route(void **state)
     }
     char err[160];
     struct hcli_settings s = {
-        .address = f->master_sock, .route = "@1", .probe_interval = 0.2, .timeout = 5.};
+        .address = f->hp.master_sock, .route = "@1", .probe_interval = 0.2, .timeout = 5.};
     f->cli = hcli_new(f->loop, &s, &OPS, f, err, sizeof(err));
     assert_non_null(f->cli);
     run_until(f, is_ready, "the first session");
     long first_pid = f->last_pid;
-    assert_true(first_pid > 0 && first_pid != f->master);
+    assert_true(first_pid > 0 && first_pid != f->hp.master);
     char key[FP_KEY_HEX + 1], line[FP_CMD_MAX];
     snprintf(key, sizeof(key), "%032X", 5u);
-    long len = fp_cmd_put(line, sizeof(line), false, "@1", f->map, key, 1900000000, "m.a.p", 5);
+    long len = fp_cmd_put(line, sizeof(line), false, "@1", f->hp.map, key, 1900000000, "m.a.p", 5);
     assert_int_equal(hcli_send(f->cli, line, (size_t)len), 0);
     want_answered = 1;
     run_until(f, all_answered, "the routed answer");
@@ -372,14 +272,14 @@ static void master_cli_route(void **state)
     hcli_get_stats(f->cli, &st);
     assert_int_equal(st.errors, 0);
     char out[8192], cmd[256];
-    snprintf(cmd, sizeof(cmd), "show map %s\n", f->map);
+    snprintf(cmd, sizeof(cmd), "show map %s\n", f->hp.map);
     assert_int_equal(cli_oneshot(f, cmd, out, sizeof(out)), 0);
     assert_non_null(strstr(out, "00000000000000000000000000000005 1900000000:m.a.p"));
 
     /* 3.x's master re-executes itself and drops its CLI sessions; until the new worker is up "@1"
      * may still lead to the old one: wait for the session whose Pid changed. */
     wait_master_ready(f);
-    kill(f->master, SIGUSR2);
+    kill(f->hp.master, SIGUSR2);
     old_pid = first_pid;
     run_until(f, ready_new_pid, "a session routed to the new worker");
     assert_true(f->last_resync);
