@@ -6,7 +6,7 @@
 # Prints req/s (noisy on a shared box) and CPU microseconds per request of the gateway, the agent
 # and the API stub from /proc (the steadier figure). Pinned: everything but wrk on SUT_CPU.
 # Usage: contrib/bench/bench-fastpath.sh [HAPROXY_BINARY]   (env: ROUNDS=5 DUR=5s CONNS=50
-#        SUT_CPU=1 WRK_CPU=0 AGENT=build/phantom-token-agent)
+#        SUT_CPU=1 WRK_CPU=0 AGENT=build/phantom-token-agent SHIPPED_CFG=... SPOE_CONF=...)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export FILL=agent ROUNDS=${ROUNDS:-5} DUR=${DUR:-5s}

@@ -32,7 +32,7 @@ fp_args=()
 [ "$FILL" = agent ] && fp_args=(--fastpath-socket "unix:$W/fastpath.sock" --fastpath-map "$W/fastpath.map"
   --fastpath-key-file "$W/key.map" --fastpath-ttl 300s --fastpath-max-entries 20000)
 AP=$(port); taskset -c "$SUT_CPU" "$AGENT" --listen 127.0.0.1:$AP --log-level warn --client-auth none --introspection-url http://127.0.0.1:$SP/introspect "${fp_args[@]}" >"$W/agent.log" 2>&1 & PIDS+=($!); APID=$!; wait_port $AP
-common=(PHANTOM_BACKEND=127.0.0.1:$BP PHANTOM_AGENT=127.0.0.1:$AP PHANTOM_SPOE_CONF=$REPO/spoe/phantom-token.conf
+common=(PHANTOM_BACKEND=127.0.0.1:$BP PHANTOM_AGENT=127.0.0.1:$AP PHANTOM_SPOE_CONF=${SPOE_CONF:-$REPO/spoe/phantom-token.conf}
         PHANTOM_FASTPATH_KEY=$W/key.map PHANTOM_FASTPATH_MAP=$W/fastpath.map )
 declare -A PORT GPID
 start() { # name cfg
