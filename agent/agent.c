@@ -589,6 +589,9 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
             agent_fini(a);
             return -1;
         }
+        log_info("fast path: publishing decisions to %s (map %s, at most %u entries of %us)",
+                 cfg->fastpath_sockets, cfg->fastpath_map, cfg->fastpath_max_entries,
+                 (unsigned)cfg->fastpath_ttl);
     }
     return 0;
 }
