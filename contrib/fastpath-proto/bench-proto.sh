@@ -14,16 +14,19 @@ ROUNDS=${ROUNDS:-3} DUR=${DUR:-8s} CONNS=${CONNS:-50} SUT_CPU=${SUT_CPU:-1} WRK_
 AGENT=${AGENT:-$REPO/build/phantom-token-agent}
 W=$(mktemp -d /tmp/fp-bench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ "${KEEP:-0}" = 1 ] && echo "logs kept in $W" >&2 || rm -rf "$W"
+}
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never up" >&2; exit 1; }
-sut() { taskset -c "$SUT_CPU" "$@"; }
 
 printf 'fastpath-key %s\n' "$(head -c 32 /dev/urandom | base64)" > "$W/key.map"; chmod 600 "$W/key.map"
 : > "$W/fastpath.map"
 BP=$(port); BENCH_BACKEND_BIND=127.0.0.1:$BP taskset -c "$SUT_CPU" "$HAPROXY" -db -f "$REPO/contrib/bench/haproxy-backend.cfg" >"$W/backend.log" 2>&1 & PIDS+=($!); BPID=$!; wait_port $BP
-sut python3 "$REPO/contrib/bench/idp_stub.py" --port 0 --jwt-size 849 >"$W/stub.out" 2>"$W/stub.log" & PIDS+=($!)
+taskset -c "$SUT_CPU" python3 "$REPO/contrib/bench/idp_stub.py" --port 0 --jwt-size 849 >"$W/stub.out" 2>"$W/stub.log" & PIDS+=($!)
 for _ in $(seq 100); do grep -q READY "$W/stub.out" && break; sleep 0.1; done
 SP=$(awk '/READY/{print $2}' "$W/stub.out")
 curl -s -X POST -d '{"all_active": true}' http://127.0.0.1:$SP/_control/mode >/dev/null
