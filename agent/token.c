@@ -28,6 +28,7 @@ void token_claims_clear(struct token_claims *c)
     free(c->sub);
     free(c->client_id);
     free(c->scope);
+    free(c->sid);
     memset(c, 0, sizeof(*c));
 }
 
@@ -36,6 +37,7 @@ void token_unref(struct token_info *ti)
     if (!ti || __atomic_sub_fetch(&ti->refcnt, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     token_claims_clear(&ti->claims);
+    json_decref(ti->introspection);
     free(ti->jwt);
     free(ti);
 }
@@ -45,10 +47,43 @@ static size_t opt_len(const char *s)
     return s ? strlen(s) + 1 : 0;
 }
 
+/* jansson's nodes cost more than their text: a fixed overhead per value (struct, hash slot,
+ * allocator header) on top of the serialized bytes gives an estimate good enough for a budget. */
+#define JSON_NODE_COST 64
+
+static size_t json_nodes(const json_t *v)
+{
+    size_t n = 1, i;
+    const char *k;
+    json_t *e;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, e)
+        {
+            (void)k;
+            n += json_nodes(e);
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, e)
+        {
+            n += json_nodes(e);
+        }
+    }
+    return n;
+}
+
+void token_info_set_introspection(struct token_info *ti, json_t *obj)
+{
+    json_decref(ti->introspection);
+    ti->introspection = obj;
+    ti->introspection_size =
+        obj ? json_dumpb(obj, NULL, 0, JSON_COMPACT) + json_nodes(obj) * JSON_NODE_COST : 0;
+}
+
 size_t token_info_size(const struct token_info *ti)
 {
     return sizeof(*ti) + (ti->jwt ? ti->jwt_len + 1 : 0) + opt_len(ti->claims.sub) +
-           opt_len(ti->claims.client_id) + opt_len(ti->claims.scope);
+           opt_len(ti->claims.client_id) + opt_len(ti->claims.scope) + opt_len(ti->claims.sid) +
+           ti->introspection_size;
 }
 
 int token_outcome_status(enum token_outcome o)

@@ -1,0 +1,131 @@
+/* Finishing: pass-through or mint. Every failure to mint is an IdP error for the request (502),
+ * never a pass-through of what the IdP gave: a deployment that asked for minted tokens must not
+ * forward an RFC 9701 answer or nothing at all by accident. */
+#include "finish.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int jwt_source_parse(const char *s, enum jwt_source *out)
+{
+    static const struct {
+        const char *name;
+        enum jwt_source m;
+    } names[] = {{"auto", JWT_SOURCE_AUTO}, {"idp", JWT_SOURCE_IDP}, {"mint", JWT_SOURCE_MINT}};
+    for (size_t i = 0; s && i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(s, names[i].name) == 0) {
+            *out = names[i].m;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *jwt_source_name(enum jwt_source m)
+{
+    switch (m) {
+    case JWT_SOURCE_AUTO:
+        return "auto";
+    case JWT_SOURCE_IDP:
+        return "idp";
+    case JWT_SOURCE_MINT:
+        return "mint";
+    }
+    return "?";
+}
+
+bool finish_would_mint(const struct token_info *ti, enum jwt_source mode)
+{
+    if (!ti || ti->outcome != TOKEN_ACTIVE)
+        return false;
+    switch (mode) {
+    case JWT_SOURCE_IDP:
+        return false;
+    case JWT_SOURCE_MINT:
+        return true;
+    case JWT_SOURCE_AUTO:
+        return ti->kind != IDP_KIND_JWT;
+    }
+    return false;
+}
+
+/* A non-active entry replacing ti, keeping its cache hints. Consumes ti. */
+static struct token_info *replace(struct token_info *ti, enum token_outcome o, const char *why)
+{
+    struct token_info *r = token_info_new(o, why);
+    if (r) {
+        r->max_age = ti->max_age;
+        r->no_store = ti->no_store;
+    }
+    token_unref(ti);
+    return r;
+}
+
+static int dup_opt(const char *s, char **out)
+{
+    *out = s ? strdup(s) : NULL;
+    return s && !*out ? -1 : 0;
+}
+
+static int copy_claims(const struct token_claims *from, struct token_claims *to)
+{
+    memset(to, 0, sizeof(*to));
+    to->exp = from->exp;
+    to->has_exp = from->has_exp;
+    if (dup_opt(from->sub, &to->sub) < 0 || dup_opt(from->client_id, &to->client_id) < 0 ||
+        dup_opt(from->scope, &to->scope) < 0 || dup_opt(from->sid, &to->sid) < 0) {
+        token_claims_clear(to);
+        return -1;
+    }
+    return 0;
+}
+
+/* The minted entry: out's JWT (taken over) with ti's claims and hints. NULL on ENOMEM. */
+static struct token_info *minted_entry(const struct token_info *ti, struct mint_out *out,
+                                       bool keep_introspection)
+{
+    struct token_info *r = token_info_new(TOKEN_ACTIVE, "gateway minted the JWT");
+    if (!r || copy_claims(&ti->claims, &r->claims) < 0) {
+        token_unref(r);
+        free(out->jwt);
+        return NULL;
+    }
+    r->jwt = out->jwt;
+    r->jwt_len = out->jwt_len;
+    r->claims.exp = out->exp;
+    r->claims.has_exp = true;
+    r->kind = ti->kind;
+    r->minted = true;
+    r->max_age = ti->max_age;
+    r->no_store = ti->no_store;
+    if (keep_introspection)
+        token_info_set_introspection(r, json_incref(ti->introspection));
+    return r;
+}
+
+struct token_info *finish(struct token_info *ti, enum jwt_source mode, const struct minter *m,
+                          const char *audience, int64_t now)
+{
+    if (!ti || ti->outcome != TOKEN_ACTIVE)
+        return ti;
+    if (!finish_would_mint(ti, mode)) {
+        if (!ti->jwt)
+            return replace(ti, TOKEN_IDP_ERROR, "IdP said active but returned no JWT");
+        return ti;
+    }
+    if (!ti->introspection)
+        return replace(ti, TOKEN_IDP_ERROR, "no introspected claims kept to mint from");
+    const struct jws_key *k = m ? keyring_signer(m->keys) : NULL;
+    if (!k)
+        return replace(ti, TOKEN_IDP_ERROR, "minting needed but no signing key is loaded");
+    struct mint_out out;
+    const char *why = "minting failed";
+    enum mint_result r = mint_jwt(&m->settings, k, ti->introspection, audience, now, &out, &why);
+    if (r == MINT_EXPIRED)
+        return replace(ti, TOKEN_INACTIVE, "token expired");
+    if (r != MINT_OK)
+        return replace(ti, TOKEN_IDP_ERROR, why);
+    struct token_info *fin = minted_entry(ti, &out, m->keep_introspection);
+    token_unref(ti);
+    return fin;
+}
