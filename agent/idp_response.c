@@ -202,18 +202,17 @@ static struct token_info *active_token(const char *jwt, size_t len, struct token
     return ti;
 }
 
-/* An active token from the JWT the IdP returned, or an IdP error when the JWT is unusable. */
-static struct token_info *active_from_jwt(const char *jwt, size_t len, json_t *answer, bool keep)
+/* An active token from the JWT the IdP returned, or an IdP error when the JWT is unusable. The
+ * claims, and the object kept for minting, come from the JWT's payload even when the JWT sat in a
+ * JSON answer: the decision and a minted JWT must say what the forwarded JWT says. */
+static struct token_info *active_from_jwt(const char *jwt, size_t len, bool keep)
 {
     struct token_claims c;
     const char *why;
     json_t *obj = NULL;
     trim(&jwt, &len);
-    if (jwt_parse_claims_obj(jwt, len, &c, keep && !answer ? &obj : NULL, &why) < 0)
+    if (jwt_parse_claims_obj(jwt, len, &c, keep ? &obj : NULL, &why) < 0)
         return token_info_new(TOKEN_IDP_ERROR, why);
-    /* A JSON answer carrying a JWT member is itself the introspection answer: keep that one. */
-    if (keep && answer)
-        obj = json_incref(answer);
     return active_token(jwt, len, c, obj, IDP_KIND_JWT);
 }
 
@@ -263,7 +262,7 @@ static struct token_info *classify_json_object(json_t *obj, bool keep)
         return token_info_new(TOKEN_IDP_ERROR,
                               "IdP JSON answer has a JWT member that is no string");
     if (jwt)
-        return active_from_jwt(json_string_value(jwt), json_string_length(jwt), obj, keep);
+        return active_from_jwt(json_string_value(jwt), json_string_length(jwt), keep);
     if (!keep)
         return token_info_new(TOKEN_IDP_ERROR, "IdP said active but returned no JWT");
     return active_from_claims(obj);
@@ -287,7 +286,7 @@ static struct token_info *classify_200(const struct idp_answer *a, bool keep)
     size_t len = a->body ? a->body_len : 0;
     switch (body_kind_of(a->content_type)) {
     case BODY_JWT:
-        return active_from_jwt(body, len, NULL, keep);
+        return active_from_jwt(body, len, keep);
     case BODY_INTROSPECTION_JWT:
         return from_introspection_jwt(body, len, keep);
     case BODY_JSON:
