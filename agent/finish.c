@@ -3,6 +3,7 @@
  * forward an RFC 9701 answer or nothing at all by accident. */
 #include "finish.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,32 @@ const char *jwt_source_name(enum jwt_source m)
         return "mint";
     }
     return "?";
+}
+
+int finish_check(enum jwt_source mode, const struct mint_settings *s, bool has_key, char *msg,
+                 size_t msglen)
+{
+    if (mode == JWT_SOURCE_IDP)
+        return 0;
+    char missing[160] = "";
+    size_t o = 0;
+    if (!has_key)
+        o += (size_t)snprintf(missing + o, sizeof(missing) - o, " signing-key-file");
+    if (!s->issuer || !*s->issuer)
+        o += (size_t)snprintf(missing + o, sizeof(missing) - o, " jwt-issuer");
+    if (!s->audience || !*s->audience)
+        snprintf(missing + o, sizeof(missing) - o, " jwt-audience");
+    if (!missing[0])
+        return 0;
+    if (mode == JWT_SOURCE_MINT) {
+        snprintf(msg, msglen, "jwt-source mint needs:%s", missing);
+        return -1;
+    }
+    snprintf(msg, msglen,
+             "jwt-source auto cannot mint (missing:%s): identity servers that answer plain RFC "
+             "7662 JSON or RFC 9701 JWTs will get 502",
+             missing);
+    return 1;
 }
 
 bool finish_would_mint(const struct token_info *ti, enum jwt_source mode)
@@ -111,6 +138,10 @@ struct token_info *finish(struct token_info *ti, enum jwt_source mode, const str
     if (!finish_would_mint(ti, mode)) {
         if (!ti->jwt)
             return replace(ti, TOKEN_IDP_ERROR, "IdP said active but returned no JWT");
+        /* Forwarded as it is: the claims kept for minting are not needed, unless asked for. The
+         * entry is still ours alone (finish takes it over before anyone shares it). */
+        if (!(m && m->keep_introspection) && __atomic_load_n(&ti->refcnt, __ATOMIC_ACQUIRE) == 1)
+            token_info_set_introspection(ti, NULL);
         return ti;
     }
     if (!ti->introspection)

@@ -50,6 +50,13 @@ struct minter {
 struct token_info *finish(struct token_info *ti, enum jwt_source mode, const struct minter *m,
                           const char *audience, int64_t now);
 
+/* What --check-config says about minting: 0 when the mode's needs are met (or it needs nothing),
+ * 1 when mode auto cannot mint (plain JSON and RFC 9701 answers will be 502; msg says what is
+ * missing), -1 when mode mint lacks something (a configuration error; msg says what). has_key:
+ * at least one signing-key-file is configured. */
+int finish_check(enum jwt_source mode, const struct mint_settings *s, bool has_key, char *msg,
+                 size_t msglen);
+
 /* Whether finish() would mint for this entry in this mode. */
 bool finish_would_mint(const struct token_info *ti, enum jwt_source mode);
 

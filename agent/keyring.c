@@ -186,3 +186,42 @@ struct keyring *keyring_load(const char *const *paths, size_t npaths, char *err,
     }
     return keyring_from_keys(keys, npaths, err, errlen);
 }
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int keyring_write_jwks(const struct keyring *kr, const char *path, char *err, size_t errlen)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
+        return fail(err, errlen, "jwks-file path too long");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return fail(err, errlen, "cannot write jwks-file '%s': %s", tmp, strerror(errno));
+    /* The umask may have narrowed the mode: APIs running as other users must read it. */
+    int bad = fchmod(fd, 0644) < 0 || write_all(fd, kr->jwks, kr->jwks_len) < 0 ||
+              write_all(fd, "\n", 1) < 0 || fsync(fd) < 0;
+    int saved = errno;
+    if (close(fd) < 0 && !bad) {
+        bad = 1;
+        saved = errno;
+    }
+    if (bad || rename(tmp, path) < 0) {
+        if (!bad)
+            saved = errno;
+        unlink(tmp);
+        return fail(err, errlen, "cannot write jwks-file '%s': %s", path, strerror(saved));
+    }
+    return 0;
+}

@@ -39,6 +39,10 @@ static inline const struct jws_key *keyring_signer(const struct keyring *kr)
     return kr && kr->nkeys ? kr->keys[0] : NULL;
 }
 
+/* Writes the set's JWKS to path atomically (a temporary file in the same directory, fsync, rename),
+ * mode 0644: it holds public keys only, and APIs read it. Returns 0 or -1 with err set. */
+int keyring_write_jwks(const struct keyring *kr, const char *path, char *err, size_t errlen);
+
 /* Reads a key file with the checks above into a fresh NUL-terminated buffer (*len bytes), which
  * the caller frees with keyring_free_secret(). Returns 0 or -1 with err set. The file-mode rule is
  * the same one config.c applies to the client secret, made an error here. */

@@ -363,6 +363,35 @@ static void test_keep_introspection_and_bounds(void **state)
     token_unref(ti);
 }
 
+static void test_check_config(void **state)
+{
+    (void)state;
+    char msg[256] = "";
+    struct mint_settings s = minter.settings;
+    assert_int_equal(finish_check(JWT_SOURCE_AUTO, &s, true, msg, sizeof(msg)), 0);
+    assert_int_equal(finish_check(JWT_SOURCE_MINT, &s, true, msg, sizeof(msg)), 0);
+    struct mint_settings none = {.max_lifetime = 300};
+    assert_int_equal(finish_check(JWT_SOURCE_IDP, &none, false, msg, sizeof(msg)), 0);
+    assert_int_equal(finish_check(JWT_SOURCE_AUTO, &none, false, msg, sizeof(msg)), 1);
+    assert_non_null(strstr(msg, "signing-key-file jwt-issuer jwt-audience"));
+    assert_non_null(strstr(msg, "502"));
+    assert_int_equal(finish_check(JWT_SOURCE_MINT, &none, true, msg, sizeof(msg)), -1);
+    assert_string_equal(msg, "jwt-source mint needs: jwt-issuer jwt-audience");
+}
+
+/* A forwarded JWT does not keep the claims it was classified with. */
+static void test_forward_drops_claims(void **state)
+{
+    (void)state;
+    struct token_info *ti = classify(200, "application/jwt", idp_jwt, true);
+    assert_non_null(ti->introspection);
+    ti = finish(ti, JWT_SOURCE_AUTO, &minter, NULL, NOW);
+    assert_false(ti->minted);
+    assert_null(ti->introspection);
+    assert_int_equal(ti->introspection_size, 0);
+    token_unref(ti);
+}
+
 static void test_jwt_source_names(void **state)
 {
     (void)state;
@@ -393,6 +422,8 @@ int main(void)
         cmocka_unit_test(test_finish_expired_and_passthrough),
         cmocka_unit_test(test_keep_introspection_and_bounds),
         cmocka_unit_test(test_jwt_source_names),
+        cmocka_unit_test(test_check_config),
+        cmocka_unit_test(test_forward_drops_claims),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

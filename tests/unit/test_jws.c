@@ -343,6 +343,36 @@ static void test_keyring_large_file(void **state)
     free(big);
 }
 
+static void test_keyring_write_jwks(void **state)
+{
+    (void)state;
+    struct jws_key *k[] = {fx_key("EC", 256), fx_key("ED25519", 0)};
+    char err[256];
+    struct keyring *kr = keyring_from_keys(k, 2, err, sizeof(err));
+    assert_non_null(kr);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/jwks.json", tmpdir);
+    mode_t old = umask(077);
+    assert_int_equal(keyring_write_jwks(kr, path, err, sizeof(err)), 0);
+    umask(old);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    json_t *doc = json_load_file(path, 0, NULL);
+    assert_non_null(doc);
+    assert_int_equal(json_array_size(json_object_get(doc, "keys")), 2);
+    json_decref(doc);
+    /* Rewriting replaces it; nothing temporary is left behind. */
+    assert_int_equal(keyring_write_jwks(kr, path, err, sizeof(err)), 0);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls %s | grep -c tmp >/dev/null", tmpdir);
+    assert_int_not_equal(system(cmd), 0);
+    /* An unwritable directory: an error naming the file. */
+    assert_int_equal(keyring_write_jwks(kr, "/nonexistent/dir/jwks.json", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "jwks"));
+    keyring_unref(kr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_keyring_load),
         cmocka_unit_test(test_keyring_refusals),
         cmocka_unit_test(test_keyring_large_file),
+        cmocka_unit_test(test_keyring_write_jwks),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }
