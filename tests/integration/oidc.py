@@ -63,9 +63,11 @@ def jwt_parts(jwt):
 class OidcIdp:
     """A running node-oidc-provider."""
 
-    def __init__(self, logdir, ttl=600):
-        self.proc, self.port = start_node("oidc-idp", "idp.mjs", ["--port", "0", "--ttl", str(ttl)],
-                                          logdir)
+    def __init__(self, logdir, ttl=600, gateway_id=None, gateway_secret_file=None):
+        args = ["--port", "0", "--ttl", str(ttl)]
+        if gateway_id:
+            args += ["--gateway-id", gateway_id, "--gateway-secret-file", gateway_secret_file]
+        self.proc, self.port = start_node("oidc-idp", "idp.mjs", args, logdir)
         self.issuer = "http://127.0.0.1:%d" % self.port
         self.introspection_url = self.issuer + "/token/introspection"
 

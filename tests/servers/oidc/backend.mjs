@@ -1,6 +1,7 @@
 // The integration tests' API: verifies the JWT the gateway forwards with a standard JOSE
 // implementation (jose), against the agent's JWKS URL: signature, typ at+jwt, iss, aud, exp.
-// Answers every request with 200 and JSON {verified, error?, header?, claims?, method, path}, so a
+// Answers every request with 200 and JSON {verified, error?, header?, claims?, method, path,
+// headers: [[name, value]...]}, so a
 // test sees both what HAProxy let through and whether a real validator accepts it.
 // Usage: node backend.mjs --port N --jwks-url URL --issuer ISS --audience AUD. Prints "READY <port>".
 import { createServer } from 'node:http';
@@ -47,10 +48,16 @@ async function verdict(authorization) {
   }
 }
 
+function pairs(raw) {
+  const out = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i], raw[i + 1]]);
+  return out;
+}
+
 const server = createServer(async (req, res) => {
   req.resume();
   const body = JSON.stringify({ ...(await verdict(req.headers.authorization)),
-    method: req.method, path: req.url });
+    method: req.method, path: req.url, headers: pairs(req.rawHeaders) });
   res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 });

@@ -1,10 +1,14 @@
 // node-oidc-provider as the integration tests' identity server: client-credentials clients with
 // OPAQUE access tokens, RFC 7662 introspection (plain JSON), RFC 9701 JWT introspection for the
 // client registered with introspection_signed_response_alg, RFC 7009 revocation.
-// Usage: node idp.mjs --port N (0: any free port) [--ttl S]. Listens on 127.0.0.1 only and prints
-// "READY <port>" on stdout once it accepts connections (like the Python test servers); the issuer
-// is http://127.0.0.1:<port>, endpoints /token, /token/introspection, /token/revocation, /jwks.
+// Usage: node idp.mjs --port N (0: any free port) [--ttl S]
+//                     [--gateway-id ID --gateway-secret-file F]
+// The gateway's clients: ID gets plain JSON, ID-jwt RFC 9701 (default ID "gateway"). Listens on
+// 127.0.0.1 only and prints "READY <port>" on stdout once it accepts connections (like the Python
+// test servers); the issuer is http://127.0.0.1:<port>, endpoints /token, /token/introspection,
+// /token/revocation, /jwks.
 // Client secrets are fixed test values (see CLIENTS below); nothing here is for production.
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 import { generateKeyPair, exportJWK } from 'jose';
@@ -14,15 +18,20 @@ const { values: args } = parseArgs({
   options: {
     port: { type: 'string', default: '0' },
     ttl: { type: 'string', default: '600' },
+    'gateway-id': { type: 'string', default: 'gateway' },
+    'gateway-secret-file': { type: 'string' },
   },
 });
+const gatewayId = args['gateway-id'];
+const gatewaySecret = args['gateway-secret-file']
+  ? readFileSync(args['gateway-secret-file'], 'utf8').replace(/\r?\n$/, '') : null;
 
 export const CLIENTS = [
   // The gateway's own credentials: plain RFC 7662 JSON answers.
-  { client_id: 'gateway', client_secret: 'gateway-secret' },
+  { client_id: gatewayId, client_secret: gatewaySecret ?? 'gateway-secret' },
   // The same gateway registered for RFC 9701: answers application/token-introspection+jwt when
   // asked with that Accept.
-  { client_id: 'gateway-jwt', client_secret: 'gateway-jwt-secret',
+  { client_id: `${gatewayId}-jwt`, client_secret: gatewaySecret ?? 'gateway-jwt-secret',
     introspection_signed_response_alg: 'RS256' },
   // Applications that get tokens with the client credentials grant.
   { client_id: 'app', client_secret: 'app-secret', grant_types: ['client_credentials'],
