@@ -144,11 +144,11 @@ struct token_info *finish(struct token_info *ti, enum jwt_source mode, const str
             token_info_set_introspection(ti, NULL);
         return ti;
     }
-    if (!ti->introspection)
-        return replace(ti, TOKEN_IDP_ERROR, "no introspected claims kept to mint from");
     const struct jws_key *k = m ? keyring_signer(m->keys) : NULL;
     if (!k)
         return replace(ti, TOKEN_IDP_ERROR, "minting needed but no signing key is loaded");
+    if (!ti->introspection)
+        return replace(ti, TOKEN_IDP_ERROR, "no introspected claims kept to mint from");
     struct mint_out out;
     const char *why = "minting failed";
     enum mint_result r = mint_jwt(&m->settings, k, ti->introspection, audience, now, &out, &why);
