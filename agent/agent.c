@@ -464,12 +464,19 @@ static void settings_from(struct agent *a, const struct config *cfg)
     a->conn_set.idle_timeout_ms = cfg->idle_timeout_ms;
 }
 
+/* The finishing stage reads the minting settings of the configuration in force. */
+static const struct minting *agent_minting(void *ud)
+{
+    const struct agent *a = ud;
+    return a->cfg ? &a->cfg->minting : NULL;
+}
+
 struct pipeline *agent_build_pipeline(struct agent *a)
 {
     struct pipeline *p = pipeline_new();
     if (!p)
         return NULL;
-    if (stage_l1_add(p, a->cache) < 0 || stage_finish_add(p) < 0 ||
+    if (stage_l1_add(p, a->cache) < 0 || stage_finish_add(p, agent_minting, a) < 0 ||
         stage_introspect_add(p, a->idp, &a->metrics) < 0) {
         pipeline_free(p);
         return NULL;

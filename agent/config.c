@@ -36,6 +36,7 @@ void config_free(struct config *c)
     }
     secret_free(&c->client_secret);
     secret_free(&c->admin_token);
+    minting_clear(&c->minting);
     free(c->config_file);
     c->config_file = NULL;
 }

@@ -14,6 +14,7 @@
 #include "cache.h"
 #include "introspect.h"
 #include "log.h"
+#include "minting.h"
 
 #define CONFIG_ERR_LEN 512
 
@@ -45,6 +46,12 @@ struct config {
 
     /* cache */
     struct cache_config cache;
+
+    /* gateway-minted JWTs (issue 11): the option strings, and what config_finalize() builds */
+    char *jwt_source, *signing_key_file, *jwt_issuer, *jwt_audience, *jwt_claims, *jwks_file;
+    char *inactive_statuses;
+    unsigned jwt_max_lifetime_s;
+    struct minting minting; /* keys loaded, lists parsed; see minting.h */
 
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */

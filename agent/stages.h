@@ -7,6 +7,7 @@
 #include "cache.h"
 #include "introspect.h"
 #include "metrics.h"
+#include "minting.h"
 #include "pipeline.h"
 
 /* "l1": the top of the chain. Its lookup happened in front of the chain (cache_lookup() is the
@@ -14,9 +15,10 @@
  * wakes every request waiting for the token. cache is borrowed. */
 int stage_l1_add(struct pipeline *p, struct cache *cache);
 
-/* "finish": turns the classified answer into what the API receives. Today a pass-through (the
- * IdP's JWT is forwarded); minting a gateway JWT replaces it (issue 11). */
-int stage_finish_add(struct pipeline *p);
+/* "finish": turns the classified answer into what the API receives (finish.h): the IdP's JWT, or
+ * one the gateway mints. current() gives the minting settings in force (NULL, or current NULL:
+ * pass-through); it is called on the loop for each answer. */
+int stage_finish_add(struct pipeline *p, const struct minting *(*current)(void *ud), void *ud);
 
 /* "introspect": RFC 7662 through the introspector (borrowed; it classifies the answer too, with
  * idp_classify()), and counts the IdP's outcomes and latency in m (borrowed). Always answers. */
