@@ -13,6 +13,8 @@
 
 #include <openssl/crypto.h>
 
+#include "secret_file.h"
+
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -35,49 +37,17 @@ void keyring_free_secret(char *buf, size_t len)
     free(buf);
 }
 
+/* A signing key is a secret: the strict rule of secret_file.c (mode 0640 or stricter, owned by
+ * the agent's user or root), refused rather than warned about, since a key others can read lets
+ * them mint tokens every API accepts. */
+static const struct secret_spec key_spec = {
+    .what = "signing key", .max = KEYRING_MAX_FILE, .multi_line = true, .strict = true};
+
 int keyring_read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
     *out = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return fail(err, errlen, "cannot read key file '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(err, errlen, "key file '%s' is not a regular file", path);
-    }
-    /* Same rule as the client secret (0640 root:<service group> is fine), but an error: a signing
-     * key that others can read lets them mint tokens every API accepts. */
-    if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
-        close(fd);
-        return fail(err, errlen,
-                    "key file '%s' is accessible to other users (mode %04o); use 0640 "
-                    "or stricter",
-                    path, (unsigned)(st.st_mode & 07777));
-    }
-    char *buf = malloc(KEYRING_MAX_FILE + 1);
-    if (!buf) {
-        close(fd);
-        return fail(err, errlen, "out of memory");
-    }
-    size_t n = 0;
-    ssize_t r = 0;
-    while (n <= KEYRING_MAX_FILE && (r = read(fd, buf + n, KEYRING_MAX_FILE + 1 - n)) > 0)
-        n += (size_t)r;
-    close(fd);
-    const char *bad = r < 0                  ? "unreadable"
-                      : n > KEYRING_MAX_FILE ? "too large"
-                      : !n                   ? "empty"
-                                             : NULL;
-    if (bad) {
-        keyring_free_secret(buf, KEYRING_MAX_FILE + 1);
-        return fail(err, errlen, "key file '%s' is %s", path, bad);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
+    return secret_file_read(path, &key_spec, out, len, err, errlen);
 }
 
 /* {"keys":[jwk...]} in the set's order (the signing key first). */

@@ -22,9 +22,10 @@ struct keyring {
 };
 
 /* Reads PEM files; paths[0] is the signing key (a private key), the others may be private or
- * public keys (only their public parts are published). Each file must be a regular file, at most
- * KEYRING_MAX_FILE bytes, not readable or writable by other users and not group-writable (refused:
- * a signing key is a secret). Two files holding the same key are refused. Returns the set
+ * public keys (only their public parts are published). Each file is read by secret_file.c's strict
+ * rule: a regular file of at most KEYRING_MAX_FILE bytes, not accessible to other users nor
+ * group-writable, owned by the agent's user or root (refused: a signing key is a secret). Two
+ * files holding the same key are refused. Returns the set
  * (refcnt 1), or NULL with a message in err that names the file, never key material. */
 struct keyring *keyring_load(const char *const *paths, size_t npaths, char *err, size_t errlen);
 
@@ -44,8 +45,7 @@ static inline const struct jws_key *keyring_signer(const struct keyring *kr)
 int keyring_write_jwks(const struct keyring *kr, const char *path, char *err, size_t errlen);
 
 /* Reads a key file with the checks above into a fresh NUL-terminated buffer (*len bytes), which
- * the caller frees with keyring_free_secret(). Returns 0 or -1 with err set. The file-mode rule is
- * the same one config.c applies to the client secret, made an error here. */
+ * the caller frees with keyring_free_secret(). Returns 0 or -1 with err set. */
 int keyring_read_file(const char *path, char **out, size_t *len, char *err, size_t errlen);
 void keyring_free_secret(char *buf, size_t len); /* cleanses, then frees */
 

@@ -299,7 +299,7 @@ static void test_keyring_refusals(void **state)
     one[0] = p5;
     load_fails(one, 1, "junk.pem");
     one[0] = "/nonexistent/key.pem";
-    load_fails(one, 1, "cannot read key file");
+    load_fails(one, 1, "cannot read signing key file");
     one[0] = tmpdir;
     load_fails(one, 1, "not a regular file");
     const char *twice[] = {p3, p3};
