@@ -42,15 +42,15 @@ struct pending {
     bool scopes_invalid;
     ev_tstamp queued_at; /* loop time when it started waiting, for the access log */
     char token_id[13];
-    char *scopes, *realm; /* owned copies of the message arguments */
-    size_t scopes_len, realm_len;
+    char *scopes, *realm, *audience; /* owned copies of the message arguments */
+    size_t scopes_len, realm_len, audience_len;
 };
 
 /* The arguments of the message, borrowed from the frame. */
 struct notify_args {
     const struct spop_value *auth;
     unsigned auth_count;
-    struct spop_str scopes, realm;
+    struct spop_str scopes, realm, audience;
     bool scopes_invalid; /* present, but neither NULL nor a string */
 };
 
@@ -165,6 +165,7 @@ static void pending_free(struct pending *p)
 {
     free(p->scopes);
     free(p->realm);
+    free(p->audience);
     free(p);
 }
 
@@ -183,6 +184,8 @@ static void pending_done(struct cache_waiter *w, struct token_info *ti)
             .scopes_invalid = p->scopes_invalid,
             .realm = p->realm,
             .realm_len = p->realm_len,
+            .audience = p->audience,
+            .audience_len = p->audience_len,
             .now = clock_seconds(),
             .cache = p->cache_tag,
         };
@@ -225,8 +228,11 @@ static int pending_keep_args(struct pending *p, const struct notify_args *r)
         return -1;
     if (r->realm.len && !(p->realm = dup_str(r->realm)))
         return -1;
+    if (r->audience.len && !(p->audience = dup_str(r->audience)))
+        return -1;
     p->scopes_len = r->scopes.len;
     p->realm_len = r->realm.len;
+    p->audience_len = r->audience.len;
     return 0;
 }
 
@@ -274,6 +280,7 @@ static void request_from_message(const struct spop_message *m, struct notify_arg
     r->scopes_invalid = sv && sv->type != SPOP_DATA_NULL && sv->type != SPOP_DATA_STR &&
                         sv->type != SPOP_DATA_BIN; /* a requirement we cannot read is no pass */
     r->realm = arg_str(m, "realm");
+    r->audience = arg_str(m, "audience"); /* optional: which minted JWT the route forwards */
 }
 
 static enum bearer_result parse_credentials(const struct notify_args *r, const char **tok,
@@ -295,6 +302,8 @@ static void fill_input(struct decision_input *in, const struct notify_args *r, e
     in->scopes_invalid = r->scopes_invalid;
     in->realm = (const char *)r->realm.ptr;
     in->realm_len = r->realm.len;
+    in->audience = (const char *)r->audience.ptr;
+    in->audience_len = r->audience.len;
     in->now = clock_seconds();
 }
 

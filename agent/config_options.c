@@ -209,8 +209,9 @@ const struct opt config_opts[] = {
     {.name = "jwt-audience",
      .type = T_STRING,
      FIELD(jwt_audience),
-     .arg = "AUD",
-     .help = "aud of minted JWTs"},
+     .arg = "AUDS",
+     .help = "aud of minted JWTs, comma-separated: the first is the default, the others are those "
+             "routes may ask for with the SPOE audience argument (each gets its own JWT)"},
     {.name = "jwt-max-lifetime",
      .type = T_DURATION,
      FIELD(jwt_max_lifetime_s),

@@ -107,12 +107,38 @@ static int copy_claims(const struct token_claims *from, struct token_claims *to)
     return 0;
 }
 
+/* One JWT per extra audience, into r->alts. Returns NULL on success, else the reason. */
+static const char *mint_alts(struct token_info *r, const struct token_info *ti,
+                             const struct minter *m, const struct jws_key *k, int64_t now)
+{
+    size_t n = 0;
+    while (m->extra_audiences && m->extra_audiences[n])
+        n++;
+    if (!n)
+        return NULL;
+    if (!(r->alts = calloc(n, sizeof(*r->alts))))
+        return "out of memory";
+    for (size_t i = 0; i < n; i++) {
+        struct mint_out out;
+        const char *why = "minting failed";
+        if (mint_jwt(&m->settings, k, ti->introspection, m->extra_audiences[i], now, &out, &why) !=
+            MINT_OK)
+            return why;
+        struct token_alt_jwt *a = &r->alts[r->nalts++];
+        a->jwt = out.jwt;
+        a->jwt_len = out.jwt_len;
+        if (!(a->aud = strdup(m->extra_audiences[i])))
+            return "out of memory";
+    }
+    return NULL;
+}
+
 /* The minted entry: out's JWT (taken over) with ti's claims and hints. NULL on ENOMEM. */
 static struct token_info *minted_entry(const struct token_info *ti, struct mint_out *out,
-                                       bool keep_introspection)
+                                       const char *aud, bool keep_introspection)
 {
     struct token_info *r = token_info_new(TOKEN_ACTIVE, "gateway minted the JWT");
-    if (!r || copy_claims(&ti->claims, &r->claims) < 0) {
+    if (!r || copy_claims(&ti->claims, &r->claims) < 0 || (aud && !(r->aud = strdup(aud)))) {
         token_unref(r);
         free(out->jwt);
         return NULL;
@@ -156,7 +182,13 @@ struct token_info *finish(struct token_info *ti, enum jwt_source mode, const str
         return replace(ti, TOKEN_INACTIVE, "token expired");
     if (r != MINT_OK)
         return replace(ti, TOKEN_IDP_ERROR, why);
-    struct token_info *fin = minted_entry(ti, &out, m->keep_introspection);
+    const char *aud = audience && *audience ? audience : m->settings.audience;
+    struct token_info *fin = minted_entry(ti, &out, aud, m->keep_introspection);
+    const char *alt_why = fin ? mint_alts(fin, ti, m, k, now) : NULL;
+    if (alt_why) {
+        token_unref(fin);
+        return replace(ti, TOKEN_IDP_ERROR, alt_why);
+    }
     token_unref(ti);
     return fin;
 }

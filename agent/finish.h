@@ -33,6 +33,9 @@ struct minter {
     /* Keep ti->introspection on minted entries (needed to re-mint for another audience later);
      * off, the entry drops it to save memory. */
     bool keep_introspection;
+    /* Other audiences routes may ask for (SPOE argument audience), NULL-terminated or NULL: each
+     * gets its own minted JWT in the entry (token_jwt_for()), so a hit never signs. */
+    const char *const *extra_audiences;
 };
 
 /* Takes over ti (the classified answer) and returns the entry to store and answer with, or NULL

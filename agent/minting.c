@@ -14,6 +14,7 @@ void minting_clear(struct minting *m)
 {
     keyring_unref(m->minter.keys);
     mint_claims_free(m->claims);
+    mint_claims_free(m->audiences); /* the same shape: a NULL-terminated array of strings */
     memset(m, 0, sizeof(*m));
 }
 
@@ -57,6 +58,41 @@ static int load_keys(struct minting *m, const char *files, char *err, size_t err
     return rc;
 }
 
+/* jwt-audience: a list, the first is the default. Audiences are printable ASCII without spaces. */
+static int parse_audiences(struct minting *m, const char *list, char *err, size_t errlen)
+{
+    if (!list || !*list)
+        return 0;
+    m->audiences = calloc(MINTING_MAX_AUDIENCES + 1, sizeof(*m->audiences));
+    if (!m->audiences) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t n = 0;
+    for (const char *p = list; *p;) {
+        p += strspn(p, ", \t");
+        size_t len = strcspn(p, ", \t");
+        if (!len)
+            continue;
+        bool ok = len <= MINTING_MAX_AUDIENCE && n < MINTING_MAX_AUDIENCES;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f && p[i] != '"';
+        if (!ok) {
+            snprintf(err, errlen,
+                     "bad value for jwt-audience: at most %d audiences of at most %d printable "
+                     "characters",
+                     MINTING_MAX_AUDIENCES, MINTING_MAX_AUDIENCE);
+            return -1;
+        }
+        if (!(m->audiences[n++] = strndup(p, len))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        p += len;
+    }
+    return 0;
+}
+
 static int parse_lists(struct minting *m, const struct minting_options *o, char *err, size_t errlen)
 {
     if (o->jwt_source && jwt_source_parse(o->jwt_source, &m->mode) < 0) {
@@ -74,7 +110,7 @@ static int parse_lists(struct minting *m, const struct minting_options *o, char 
         snprintf(err, errlen, "bad value for jwt-claims: %s", why);
         return -1;
     }
-    return 0;
+    return parse_audiences(m, o->jwt_audience, err, errlen);
 }
 
 int minting_load(struct minting *m, const struct minting_options *o, char *err, size_t errlen)
@@ -87,7 +123,7 @@ int minting_load(struct minting *m, const struct minting_options *o, char *err, 
     }
     m->minter.settings = (struct mint_settings){
         .issuer = o->jwt_issuer,
-        .audience = o->jwt_audience,
+        .audience = m->audiences ? m->audiences[0] : NULL,
         .max_lifetime = o->jwt_max_lifetime_s ? o->jwt_max_lifetime_s : MINT_DEFAULT_MAX_LIFETIME,
         .claims = (const char *const *)m->claims,
     };
@@ -101,6 +137,8 @@ int minting_load(struct minting *m, const struct minting_options *o, char *err, 
     if (r > 0)
         log_warn("%s", msg);
     m->can_mint = r == 0 && m->mode != JWT_SOURCE_IDP;
+    if (m->audiences && m->audiences[0])
+        m->minter.extra_audiences = (const char *const *)m->audiences + 1;
     /* Kept whenever the mode may mint, even when it cannot: finish() then says precisely what is
      * missing for each answer that needed it (502), instead of a vaguer classification error. */
     m->classify.keep_claims = jwt_source_needs_claims(m->mode);

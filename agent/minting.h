@@ -14,12 +14,16 @@
 #include "keyring.h"
 
 #define CONFIG_MINT_ERR 256
+#define MINTING_MAX_AUDIENCES 8
+#define MINTING_MAX_AUDIENCE 256
 
 /* The option values, as config.c holds them (borrowed; NULL: unset). */
 struct minting_options {
     const char *jwt_source;        /* "auto" (default), "idp", "mint" */
     const char *signing_key_files; /* "a.pem, b.pem": the first signs */
-    const char *jwt_issuer, *jwt_audience;
+    const char *jwt_issuer;
+    const char *jwt_audience; /* "aud1, aud2": the first is the default, the others are the
+                                 audiences routes may ask for (SPOE argument audience) */
     unsigned jwt_max_lifetime_s;
     const char *jwt_claims;        /* allow-list of extra claims; NULL: the default list */
     const char *inactive_statuses; /* "400, 404"; NULL: none */
@@ -30,6 +34,7 @@ struct minting {
     struct minter minter; /* settings borrow the option strings; keys owned (may be NULL) */
     bool can_mint;        /* keys, issuer and audience are all there */
     char **claims;        /* owned allow-list, or NULL (the default) */
+    char **audiences;     /* jwt-audience split, NULL-terminated, owned; [0] is the default */
     struct idp_status_set inactive;
     struct idp_settings classify; /* for introspect.c: keep_claims, &inactive */
 };

@@ -38,6 +38,12 @@ void token_unref(struct token_info *ti)
         return;
     token_claims_clear(&ti->claims);
     json_decref(ti->introspection);
+    for (size_t i = 0; i < ti->nalts; i++) {
+        free(ti->alts[i].aud);
+        free(ti->alts[i].jwt);
+    }
+    free(ti->alts);
+    free(ti->aud);
     free(ti->jwt);
     free(ti);
 }
@@ -81,9 +87,31 @@ void token_info_set_introspection(struct token_info *ti, json_t *obj)
 
 size_t token_info_size(const struct token_info *ti)
 {
+    size_t alts = ti->nalts * sizeof(*ti->alts);
+    for (size_t i = 0; i < ti->nalts; i++)
+        alts += opt_len(ti->alts[i].aud) + ti->alts[i].jwt_len + 1;
     return sizeof(*ti) + (ti->jwt ? ti->jwt_len + 1 : 0) + opt_len(ti->claims.sub) +
            opt_len(ti->claims.client_id) + opt_len(ti->claims.scope) + opt_len(ti->claims.sid) +
-           ti->introspection_size;
+           ti->introspection_size + opt_len(ti->aud) + alts;
+}
+
+const char *token_jwt_for(const struct token_info *ti, const char *audience, size_t audience_len,
+                          size_t *jwt_len)
+{
+    *jwt_len = ti->jwt_len;
+    if (!audience || !audience_len || !ti->minted ||
+        (ti->aud && strlen(ti->aud) == audience_len &&
+         memcmp(ti->aud, audience, audience_len) == 0))
+        return ti->jwt;
+    for (size_t i = 0; i < ti->nalts; i++) {
+        const struct token_alt_jwt *a = &ti->alts[i];
+        if (strlen(a->aud) == audience_len && memcmp(a->aud, audience, audience_len) == 0) {
+            *jwt_len = a->jwt_len;
+            return a->jwt;
+        }
+    }
+    *jwt_len = 0;
+    return NULL;
 }
 
 int token_outcome_status(enum token_outcome o)

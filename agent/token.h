@@ -37,6 +37,14 @@ enum idp_kind {
     IDP_KIND_INTROSPECTION, /* RFC 9701 signed introspection answer */
 };
 
+/* A minted JWT for one of the other configured audiences (routes choose with the SPOE audience
+ * argument). */
+struct token_alt_jwt {
+    char *aud; /* NUL-terminated */
+    char *jwt; /* NUL-terminated */
+    size_t jwt_len;
+};
+
 struct token_info {
     int refcnt; /* atomic: see token_ref/token_unref */
     enum token_outcome outcome;
@@ -52,9 +60,18 @@ struct token_info {
      * token_introspection), owned, for minting; NULL when not kept. Never modified once the entry
      * is shared: jansson reads are safe from several threads, writes are not. */
     json_t *introspection;
-    size_t introspection_size; /* estimated heap bytes of introspection, for token_info_size */
-    bool minted;               /* jwt was signed by the agent (finish.c), not the IdP's */
+    size_t introspection_size;  /* estimated heap bytes of introspection, for token_info_size */
+    bool minted;                /* jwt was signed by the agent (finish.c), not the IdP's */
+    char *aud;                  /* minted entries only: the aud of jwt; owned */
+    struct token_alt_jwt *alts; /* minted entries only: one JWT per extra audience; owned */
+    size_t nalts;
 };
+
+/* The JWT to forward for a request asking for audience (a byte range; NULL or empty: the default
+ * jwt). Only minted entries have per-audience JWTs: for the IdP's own JWT the audience is not
+ * ours to choose and jwt is returned. NULL when a minted entry has no JWT for that audience. */
+const char *token_jwt_for(const struct token_info *ti, const char *audience, size_t audience_len,
+                          size_t *jwt_len);
 
 /* Allocates an entry with refcnt 1 and the given outcome; jwt and claims empty. NULL on ENOMEM. */
 struct token_info *token_info_new(enum token_outcome outcome, const char *reason);

@@ -39,6 +39,9 @@ class MintBase(unittest.TestCase):
     CLIENT_SUFFIX = ""            # "-jwt": the IdP's RFC 9701 client
     ACCEPT = "application/json"
     ALG = "ES256"
+    AUDIENCES = [AUDIENCE]        # jwt-audience: the first is the default
+    HAPROXY_CFG = None            # a test copy of haproxy.cfg, or the shipped one
+    SPOE_CONF = None
 
     @classmethod
     def setUpClass(cls):
@@ -57,16 +60,23 @@ class MintBase(unittest.TestCase):
         cls.jwks_file = os.path.join(cls.tmp, "jwks.json")
         cls.conf = os.path.join(cls.tmp, "agent.conf")
         cls.write_conf([cls.key1])
+        env = {"PHANTOM_BACKEND": "127.0.0.1:%d" % cls.backend.port}
+        if cls.SPOE_CONF:
+            env["PHANTOM_SPOE_CONF"] = cls.SPOE_CONF(cls.tmp)
         cls.stack = harness.Stack(
             agent_args=["--config", cls.conf, "--client-id", harness.CLIENT_ID + cls.CLIENT_SUFFIX,
                         "--accept", cls.ACCEPT, "--metrics-listen", "127.0.0.1:%d" % cls.http_port],
-            idp_url=cls.idp.introspection_url,
-            haproxy_env={"PHANTOM_BACKEND": "127.0.0.1:%d" % cls.backend.port})
+            idp_url=cls.idp.introspection_url, haproxy_env=env)
+        shipped_cfg = harness.HAPROXY_CFG
         try:
+            if cls.HAPROXY_CFG:
+                harness.HAPROXY_CFG = cls.HAPROXY_CFG(cls.tmp)
             cls.stack.start()
         except BaseException:
             cls.stop_servers()
             raise
+        finally:
+            harness.HAPROXY_CFG = shipped_cfg
 
     @classmethod
     def write_conf(cls, keys):
@@ -74,8 +84,8 @@ class MintBase(unittest.TestCase):
             f.write("jwt-source = auto\n"
                     "signing-key-file = %s\n"
                     "jwt-issuer = %s\njwt-audience = %s\njwt-max-lifetime = %ds\n"
-                    "jwks-file = %s\n" % (", ".join(keys), ISSUER, AUDIENCE, MAX_LIFETIME,
-                                          cls.jwks_file))
+                    "jwks-file = %s\n" % (", ".join(keys), ISSUER, ", ".join(cls.AUDIENCES),
+                                          MAX_LIFETIME, cls.jwks_file))
 
     @classmethod
     def stop_servers(cls):
@@ -209,6 +219,71 @@ class RotationTest(MintBase):
         self.assertEqual(again["header"]["kid"], old_kid)
         with open(self.jwks_file) as f:
             self.assertEqual([k["kid"] for k in json.load(f)["keys"]], kids)
+
+
+ORDERS = "https://orders.test"
+
+
+def spoe_with_audience(tmp):
+    """The shipped SPOE config plus the optional audience argument."""
+    with open(harness.SPOE_CONF) as f:
+        text = f.read()
+    marker = "realm=var(txn.phantom_realm)"
+    assert marker in text
+    path = os.path.join(tmp, "phantom-token.conf")
+    with open(path, "w") as f:
+        f.write(text.replace(marker, marker + " audience=var(txn.phantom_audience)"))
+    return path
+
+
+def cfg_with_orders_route(tmp):
+    """The shipped haproxy.cfg plus one route that asks for another audience."""
+    with open(harness.HAPROXY_CFG) as f:
+        text = f.read()
+    marker = "    http-request send-spoe-group phantom-token phantom-auth\n"
+    assert marker in text
+    path = os.path.join(tmp, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write(text.replace(marker, "    http-request set-var(txn.phantom_audience) str(%s) if "
+                             "{ path_beg /api/orders }\n    http-request set-var(txn.phantom_audience)"
+                             " str(https://unknown.test) if { path_beg /api/nowhere }\n%s"
+                             % (ORDERS, marker)))
+    return path
+
+
+class AudienceTest(MintBase):
+    """Per-route audiences (SPOE argument audience): the entry holds one minted JWT per configured
+    audience, so the route picks its own without a signature per request; an audience the gateway
+    does not mint for is a 500, never another API's JWT."""
+    AUDIENCES = [AUDIENCE, ORDERS]
+    SPOE_CONF = staticmethod(spoe_with_audience)
+    HAPROXY_CFG = staticmethod(cfg_with_orders_route)
+
+    def test_route_audience(self):
+        t = self.token()
+        default = self.verified(self.stack.get(t))
+        self.assertEqual(default["claims"]["aud"], AUDIENCE)
+        # The jose backend checks aud = AUDIENCE: the orders JWT is refused there, as it must be
+        # for an API with another audience; its header and claims are still echoed.
+        r = self.stack.get(t, path="/api/orders/1")
+        self.assertEqual(r.status, 200, r)
+        doc = r.json()
+        self.assertFalse(doc["verified"])
+        self.assertIn("aud", doc["error"])
+        auth = [v for k, v in doc["headers"] if k.lower() == "authorization"][0]
+        _, claims = oidc.jwt_parts(auth[len("Bearer "):])
+        self.assertEqual(claims["aud"], ORDERS)
+        self.assertEqual(claims["sub"], default["claims"]["sub"])
+        self.assertNotEqual(claims["jti"], default["claims"]["jti"])
+        # Both come from the one cache entry: asking again gives the same JWTs.
+        again = self.stack.get(t, path="/api/orders/1").json()
+        self.assertEqual([v for k, v in again["headers"] if k.lower() == "authorization"][0], auth)
+        self.assertEqual(self.verified(self.stack.get(t))["claims"]["jti"],
+                         default["claims"]["jti"])
+
+    def test_unknown_audience_500(self):
+        r = self.stack.get(self.token(), path="/api/nowhere")
+        self.assertEqual(r.status, 500, r)
 
 
 if __name__ == "__main__":

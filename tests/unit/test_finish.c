@@ -392,6 +392,45 @@ static void test_forward_drops_claims(void **state)
     token_unref(ti);
 }
 
+/* Extra audiences: one minted JWT each in the same entry, chosen by token_jwt_for(). */
+static void test_extra_audiences(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"orders", "billing", NULL};
+    struct minter m = minter;
+    m.extra_audiences = extra;
+    struct token_info *ti = classify(200, "application/json", PLAIN, true);
+    ti = finish(ti, JWT_SOURCE_AUTO, &m, NULL, NOW);
+    assert_true(ti->minted);
+    assert_int_equal(ti->nalts, 2);
+    assert_string_equal(ti->aud, "api");
+    const char *const want[] = {"api", "orders", "billing"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t len;
+        const char *jwt = token_jwt_for(ti, want[i], strlen(want[i]), &len);
+        assert_non_null(jwt);
+        assert_int_equal(len, strlen(jwt));
+        json_t *h, *p;
+        fx_verify_jws(jwt, keyring_signer(keys)->jwk, &h, &p);
+        assert_string_equal(json_string_value(json_object_get(p, "aud")), want[i]);
+        json_decref(h);
+        json_decref(p);
+    }
+    size_t len;
+    assert_ptr_equal(token_jwt_for(ti, NULL, 0, &len), ti->jwt);
+    assert_ptr_equal(token_jwt_for(ti, "", 0, &len), ti->jwt);
+    assert_null(token_jwt_for(ti, "nowhere", 7, &len));
+    assert_null(token_jwt_for(ti, "order", 5, &len)); /* a prefix is not the audience */
+    assert_true(token_info_size(ti) > 3 * ti->jwt_len);
+    token_unref(ti);
+
+    /* The IdP's own JWT: the audience is not ours to pick; it is forwarded as it is. */
+    ti = classify(200, "application/jwt", idp_jwt, true);
+    ti = finish(ti, JWT_SOURCE_AUTO, &m, NULL, NOW);
+    assert_ptr_equal(token_jwt_for(ti, "orders", 6, &len), ti->jwt);
+    token_unref(ti);
+}
+
 static void test_jwt_source_names(void **state)
 {
     (void)state;
@@ -424,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_jwt_source_names),
         cmocka_unit_test(test_check_config),
         cmocka_unit_test(test_forward_drops_claims),
+        cmocka_unit_test(test_extra_audiences),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
