@@ -221,6 +221,50 @@ class RotationTest(MintBase):
             self.assertEqual([k["kid"] for k in json.load(f)["keys"]], kids)
 
 
+class CheckConfigTest(unittest.TestCase):
+    """--check-config says what minting lacks: an error for jwt-source mint, a warning for auto."""
+
+    def check(self, *args):
+        harness.require_binaries()
+        p = subprocess.run([harness.AGENT, "--check-config", "--client-auth", "none",
+                            "--introspection-url", "http://127.0.0.1:9/introspect"] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        return p.returncode, p.stdout + p.stderr
+
+    def test_mint_without_settings_is_invalid(self):
+        rc, out = self.check("--jwt-source", "mint")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("jwt-source mint needs: signing-key-file jwt-issuer jwt-audience", out)
+
+    def test_auto_without_settings_warns(self):
+        rc, out = self.check()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("jwt-source auto cannot mint (missing: signing-key-file jwt-issuer "
+                      "jwt-audience)", out)
+
+    def test_key_readable_by_others_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            key = genkey(os.path.join(d, "k.pem"), "ES256")
+            os.chmod(key, 0o644)
+            rc, out = self.check("--signing-key-file", key, "--jwt-issuer", "i",
+                                 "--jwt-audience", "a")
+            self.assertEqual(rc, 2, out)
+            self.assertIn("accessible to other users", out)
+            os.chmod(key, 0o600)
+            rc, out = self.check("--signing-key-file", key, "--jwt-issuer", "i",
+                                 "--jwt-audience", "a")
+            self.assertEqual(rc, 0, out)
+            self.assertNotIn("cannot mint", out)
+
+    def test_bad_lists_are_refused(self):
+        for args, msg in ((["--inactive-statuses", "500"], "not a status from 400 to 499"),
+                          (["--jwt-claims", "iss"], "set by the gateway itself"),
+                          (["--jwt-source", "sometimes"], "expected auto, idp or mint")):
+            rc, out = self.check(*args)
+            self.assertEqual(rc, 2, out)
+            self.assertIn(msg, out)
+
+
 ORDERS = "https://orders.test"
 
 
