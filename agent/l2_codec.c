@@ -176,8 +176,7 @@ static enum l2_status seal(const struct l2_codec *c, const uint8_t key[32], cons
              EVP_EncryptInit_ex2(x, c->gcm, key, b + 1, NULL) == 1 &&
              EVP_EncryptUpdate(x, NULL, &n, aad, (int)aad_len) == 1 &&
              EVP_EncryptUpdate(x, b + HDR_LEN, &n, pt, (int)pt_len) == 1 &&
-             EVP_EncryptFinal_ex(x, b + HDR_LEN + n, &fin) == 1 &&
-             (size_t)(n + fin) == pt_len &&
+             EVP_EncryptFinal_ex(x, b + HDR_LEN + n, &fin) == 1 && (size_t)(n + fin) == pt_len &&
              EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, L2_TAG_LEN, b + HDR_LEN + pt_len) == 1;
     EVP_CIPHER_CTX_free(x);
     if (!ok) {
@@ -190,9 +189,9 @@ static enum l2_status seal(const struct l2_codec *c, const uint8_t key[32], cons
 }
 
 /* On L2_OK *pt (malloc'ed, *pt_len bytes, at least one byte allocated) holds the plaintext. */
-static enum l2_status open_blob(const struct l2_codec *c, const uint8_t key[32],
-                                const uint8_t *aad, size_t aad_len, const uint8_t *b, size_t len,
-                                uint8_t **pt, size_t *pt_len)
+static enum l2_status open_blob(const struct l2_codec *c, const uint8_t key[32], const uint8_t *aad,
+                                size_t aad_len, const uint8_t *b, size_t len, uint8_t **pt,
+                                size_t *pt_len)
 {
     if (len < HDR_LEN + L2_TAG_LEN || len > L2_BLOB_MAX)
         return L2_E_SIZE;
@@ -407,8 +406,8 @@ static bool shareable(const struct token_info *ti, int64_t expires_ms)
         return false;
     if (ti->outcome == TOKEN_INACTIVE)
         return true;
-    if (ti->outcome != TOKEN_ACTIVE || !ti->jwt || ti->jwt_len == 0 ||
-        ti->jwt_len > L2_FIELD_MAX || memchr(ti->jwt, '\0', ti->jwt_len))
+    if (ti->outcome != TOKEN_ACTIVE || !ti->jwt || ti->jwt_len == 0 || ti->jwt_len > L2_FIELD_MAX ||
+        memchr(ti->jwt, '\0', ti->jwt_len))
         return false;
     const struct token_claims *cl = &ti->claims;
     return field_ok(cl->sub) && field_ok(cl->client_id) && field_ok(cl->scope) &&
@@ -440,8 +439,7 @@ enum l2_status l2_value_encode(const struct l2_codec *c, const uint8_t ek[L2_KEY
     return st;
 }
 
-static enum l2_status fill_active(const msgpack_object *const f[FIELD_SLOTS],
-                                  struct token_info *ti)
+static enum l2_status fill_active(const msgpack_object *const f[FIELD_SLOTS], struct token_info *ti)
 {
     if (!f[V_JWT] || f[V_JWT]->type != MSGPACK_OBJECT_STR || f[V_JWT]->via.str.size == 0)
         return L2_E_FIELD;
@@ -474,8 +472,8 @@ static enum l2_status fill_value(const msgpack_object *const f[FIELD_SLOTS], int
         return L2_E_EXPIRED;
     if (outcome == WIRE_INACTIVE && f[V_JWT])
         return L2_E_FIELD;
-    struct token_info *ti = token_info_new(
-        outcome == WIRE_ACTIVE ? TOKEN_ACTIVE : TOKEN_INACTIVE, "shared cache");
+    struct token_info *ti =
+        token_info_new(outcome == WIRE_ACTIVE ? TOKEN_ACTIVE : TOKEN_INACTIVE, "shared cache");
     if (!ti)
         return L2_E_NOMEM;
     enum l2_status st = outcome == WIRE_ACTIVE ? fill_active(f, ti) : L2_OK;
@@ -529,11 +527,10 @@ static int pack_bin(msgpack_packer *pk, unsigned field, const void *p, size_t le
 static int pack_purge(msgpack_packer *pk, const struct l2_purge_msg *m)
 {
     return msgpack_pack_map(pk, 6) || msgpack_pack_unsigned_int(pk, P_VERSION) ||
-           msgpack_pack_unsigned_int(pk, PURGE_VERSION) ||
-           msgpack_pack_unsigned_int(pk, P_KIND) || msgpack_pack_unsigned_int(pk, m->kind) ||
-           pack_bin(pk, P_VALUE, m->value, m->value_len) ||
-           msgpack_pack_unsigned_int(pk, P_TS) || msgpack_pack_int64(pk, m->ts_ms) ||
-           pack_bin(pk, P_ID, m->id, sizeof(m->id)) ||
+           msgpack_pack_unsigned_int(pk, PURGE_VERSION) || msgpack_pack_unsigned_int(pk, P_KIND) ||
+           msgpack_pack_unsigned_int(pk, m->kind) ||
+           pack_bin(pk, P_VALUE, m->value, m->value_len) || msgpack_pack_unsigned_int(pk, P_TS) ||
+           msgpack_pack_int64(pk, m->ts_ms) || pack_bin(pk, P_ID, m->id, sizeof(m->id)) ||
            pack_bin(pk, P_ORIGIN, m->origin, sizeof(m->origin));
 }
 
@@ -630,8 +627,8 @@ static enum l2_status fill_purge(const msgpack_object *const f[FIELD_SLOTS], int
 }
 
 enum l2_status l2_purge_decode(const struct l2_codec *c, const char *channel, const uint8_t *blob,
-                               size_t len, int64_t now_ms, int64_t max_age_ms,
-                               struct l2_replay *rp, struct l2_purge_msg *m)
+                               size_t len, int64_t now_ms, int64_t max_age_ms, struct l2_replay *rp,
+                               struct l2_purge_msg *m)
 {
     memset(m, 0, sizeof(*m));
     size_t aad_len = 0;
@@ -667,7 +664,7 @@ enum l2_status l2_purge_decode(const struct l2_codec *c, const char *channel, co
 /* ---- fleet key file ---- */
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                       ...)
+                                                      ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -709,9 +706,10 @@ int l2_fleet_key_read(const char *path, uint8_t **key, size_t *len, char *err, s
     }
     if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
         close(fd);
-        return fail(err, errlen,
-                    "fleet-key-file '%s' is accessible to other users (mode %04o); use 0640 or 0600",
-                    path, (unsigned)(st.st_mode & 07777));
+        return fail(
+            err, errlen,
+            "fleet-key-file '%s' is accessible to other users (mode %04o); use 0640 or 0600", path,
+            (unsigned)(st.st_mode & 07777));
     }
     uint8_t buf[L2_FLEET_KEY_MAX + 3];
     size_t n = 0;

@@ -1,6 +1,7 @@
 /* The shared (L2) cache's wire format: fleet key -> HKDF sub-keys, the Redis key of a token, the
  * encrypted and authenticated MessagePack value of an entry, and the encrypted purge message sent
- * over pub/sub. Pure (no sockets; the clock is a parameter). Used by the L2 stage and revocation. */
+ * over pub/sub. Pure (no sockets; the clock is a parameter). Used by the L2 stage and revocation.
+ */
 #ifndef PTA_L2_CODEC_H
 #define PTA_L2_CODEC_H
 
@@ -88,9 +89,9 @@ struct l2_purge_msg {
     enum l2_purge_kind kind;
     uint8_t value[L2_PURGE_VALUE_MAX]; /* not NUL-terminated; empty for L2_PURGE_ALL */
     size_t value_len;
-    int64_t ts_ms;                /* when it was sent */
-    uint8_t id[L2_PURGE_ID_LEN];  /* random per message: drops replays */
-    uint8_t origin[8];            /* random per agent process: a sender can skip its own */
+    int64_t ts_ms;               /* when it was sent */
+    uint8_t id[L2_PURGE_ID_LEN]; /* random per message: drops replays */
+    uint8_t origin[8];           /* random per agent process: a sender can skip its own */
 };
 
 /* Encodes m, bound to channel (the associated data includes it). id is drawn at random here and
@@ -112,8 +113,8 @@ void l2_replay_init(struct l2_replay *r);
  * (L2_E_EXPIRED) or when rp has seen its id (L2_E_REPLAY; rp may be NULL). An accepted id is
  * added to rp. */
 enum l2_status l2_purge_decode(const struct l2_codec *c, const char *channel, const uint8_t *blob,
-                               size_t len, int64_t now_ms, int64_t max_age_ms,
-                               struct l2_replay *rp, struct l2_purge_msg *m);
+                               size_t len, int64_t now_ms, int64_t max_age_ms, struct l2_replay *rp,
+                               struct l2_purge_msg *m);
 
 /* ---- fleet key file ---- */
 

@@ -584,8 +584,7 @@ static void test_purge_round_trip(void **state)
                      L2_E_EXPIRED);
     /* Tampered. */
     blob[len / 2] ^= 1;
-    assert_int_equal(l2_purge_decode(c, "pta:purge", blob, len, NOW, 30000, NULL, &got),
-                     L2_E_AUTH);
+    assert_int_equal(l2_purge_decode(c, "pta:purge", blob, len, NOW, 30000, NULL, &got), L2_E_AUTH);
     free(blob);
 
     /* Each kind with its value rule. */
