@@ -414,6 +414,16 @@ static bool shareable(const struct token_info *ti, int64_t expires_ms)
            (!cl->has_exp || (cl->exp >= 0 && cl->exp <= JWT_MAX_EXP));
 }
 
+/* Bytes the packed map takes at most: each string's length plus its header, and the scalars. */
+static size_t plain_estimate(const struct token_info *ti)
+{
+    const struct token_claims *cl = &ti->claims;
+    size_t n = 64 + ti->jwt_len;
+    n += (cl->sub ? strlen(cl->sub) : 0) + (cl->client_id ? strlen(cl->client_id) : 0) +
+         (cl->scope ? strlen(cl->scope) : 0);
+    return n + 8 * 6;
+}
+
 enum l2_status l2_value_encode(const struct l2_codec *c, const uint8_t ek[L2_KEY_LEN],
                                const struct token_info *ti, int64_t expires_ms, uint8_t **out,
                                size_t *outlen)
@@ -422,8 +432,11 @@ enum l2_status l2_value_encode(const struct l2_codec *c, const uint8_t ek[L2_KEY
     *outlen = 0;
     if (!shareable(ti, expires_ms))
         return L2_E_FIELD;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
+    /* Sized up front: no realloc leaves a stray copy of the JWT behind, and only what was
+     * written needs wiping. */
+    msgpack_sbuffer sb = {.alloc = plain_estimate(ti)};
+    if (!(sb.data = malloc(sb.alloc)))
+        return L2_E_NOMEM;
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     size_t aad_len = 0;
@@ -434,7 +447,7 @@ enum l2_status l2_value_encode(const struct l2_codec *c, const uint8_t ek[L2_KEY
         st = seal(c, c->k_value, aad, aad_len, (const uint8_t *)sb.data, sb.size, out, outlen);
     free(aad);
     if (sb.data)
-        OPENSSL_cleanse(sb.data, sb.alloc);
+        OPENSSL_cleanse(sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     return st;
 }
