@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import unittest
 
@@ -252,6 +253,13 @@ class FleetStack(harness.Stack):
         return self.metrics(name).get(key, 0.0)
 
 
+def command_calls(redis, name):
+    """How many times Redis ran a command since the last CONFIG RESETSTAT."""
+    info = redis.cmd("INFO", "commandstats").decode()
+    m = re.search(r"^cmdstat_%s:calls=(\d+)" % name, info, re.M)
+    return int(m.group(1)) if m else 0
+
+
 def forwarded_jwt(r):
     for k, v in r.json()["headers"]:
         if k.lower() == "authorization":
@@ -281,8 +289,13 @@ class L2Test(unittest.TestCase):
         if not self.stack.redis.proc:
             self.stack.redis.start()
 
-    def new_keys(self, before):
-        return [k for k in self.stack.redis.keys() if k not in before]
+    def new_keys(self, before, n=1):
+        """The keys written since before; waits for n of them (the agent writes Redis after it
+        has answered, so the answer can arrive first)."""
+        def found():
+            keys = [k for k in self.stack.redis.keys() if k not in before]
+            return keys if len(keys) >= n else None
+        return harness.wait_until(found, 10, "%d new key(s) in Redis" % n)
 
     # -- sharing -------------------------------------------------------------------------------
 
@@ -311,6 +324,29 @@ class L2Test(unittest.TestCase):
             self.assertEqual(s.get(tok).status, 200)
         self.assertEqual(s.idp_calls(tok), 1)
         self.assertEqual(s.metric("agent2", L2_HIT), hits_before + 1)
+
+    def test_single_flight_one_get_per_agent(self):
+        """20 requests waiting for one new token: one GET, one introspection, one SET."""
+        s = self.stack
+        tok = s.register("opaque-l2-flight-0010", behaviour={"delay_ms": 300})
+        s.route_to("agent")
+        s.redis.cmd("CONFIG", "RESETSTAT")
+        results = [None] * 20
+        barrier = threading.Barrier(len(results))
+
+        def one(i):
+            barrier.wait()
+            results[i] = s.get(tok).status
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(results, [200] * len(results))
+        self.assertEqual(s.idp_calls(tok), 1)
+        harness.wait_until(lambda: command_calls(s.redis, "set") >= 1, 10, "the SET")
+        self.assertEqual(command_calls(s.redis, "get"), 1)
+        self.assertEqual(command_calls(s.redis, "set"), 1)
 
     def test_negative_answers_shared_idp_errors_not(self):
         s = self.stack
