@@ -25,7 +25,7 @@ static const char *redis_bin;
 
 /* Finds redis-server (PTA_REDIS_SERVER or /usr/bin/redis-server); false when absent, so that the
  * test can exit with SKIP and say why. */
-static bool redis_server_found(void)
+static inline bool redis_server_found(void)
 {
     redis_bin = getenv("PTA_REDIS_SERVER");
     if (!redis_bin)
@@ -47,7 +47,7 @@ static struct ev_loop *loop;
 
 /* ---- servers ---- */
 
-static int free_port(void)
+static inline int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -59,7 +59,7 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static void server_start(struct server *s)
+static inline void server_start(struct server *s)
 {
     char port[16];
     snprintf(port, sizeof(port), "%d", s->port);
@@ -102,7 +102,7 @@ static void server_start(struct server *s)
     }
 }
 
-static void server_kill(struct server *s)
+static inline void server_kill(struct server *s)
 {
     if (s->pid <= 0)
         return;
@@ -112,7 +112,7 @@ static void server_kill(struct server *s)
 }
 
 /* A synchronous side channel for checks and for pausing the server. */
-static redisReply *side(const struct server *s, const char *fmt, ...)
+static inline redisReply *side(const struct server *s, const char *fmt, ...)
 {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
@@ -127,7 +127,7 @@ static redisReply *side(const struct server *s, const char *fmt, ...)
     return r;
 }
 
-static void pause_server(const struct server *s, int ms)
+static inline void pause_server(const struct server *s, int ms)
 {
     redisReply *r = side(s, "CLIENT PAUSE %d ALL", ms);
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
@@ -138,13 +138,13 @@ static void pause_server(const struct server *s, int ms)
 
 typedef bool (*cond_fn)(void *arg);
 
-static void on_guard(struct ev_loop *l, ev_timer *w, int revents)
+static inline void on_guard(struct ev_loop *l, ev_timer *w, int revents)
 {
     *(bool *)w->data = true;
 }
 
 /* Runs the loop until cond holds; fails after max_s (a generous bound, never a timing claim). */
-static void run_until(cond_fn cond, void *arg, double max_s)
+static inline void run_until(cond_fn cond, void *arg, double max_s)
 {
     bool expired = false;
     ev_timer guard;
