@@ -6,14 +6,8 @@
  * before msgpack-c sees it, so msgpack-c never allocates for lengths the bytes do not hold. */
 #include "l2_codec.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <msgpack.h>
 #include <openssl/core_names.h>
@@ -111,6 +105,13 @@ const uint8_t *l2_codec_entry_hmac_key(const struct l2_codec *c, size_t *len)
 {
     *len = sizeof(c->k_entry);
     return c->k_entry;
+}
+
+int l2_entry_hmac_key_of(const uint8_t *fleet_key, size_t len, uint8_t out[L2_KEY_LEN])
+{
+    if (!fleet_key || len < L2_FLEET_KEY_MIN || len > L2_FLEET_KEY_MAX)
+        return -1;
+    return hkdf(fleet_key, len, LABEL_ENTRY, out);
 }
 
 int l2_entry_key(const struct l2_codec *c, const char *token, size_t len, uint8_t out[L2_KEY_LEN])
@@ -672,78 +673,4 @@ enum l2_status l2_purge_decode(const struct l2_codec *c, const char *channel, co
     if (st != L2_OK)
         memset(m, 0, sizeof(*m));
     return st;
-}
-
-/* ---- fleet key file ---- */
-
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static bool printable_text(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < 0x20 || p[i] > 0x7e)
-            return false;
-    return true;
-}
-
-/* One trailing "\n" or "\r\n" goes if the rest is text; binary keys are taken as they are. */
-static size_t trim_text(const uint8_t *p, size_t n)
-{
-    size_t m = n;
-    if (m && p[m - 1] == '\n')
-        m--;
-    if (m && p[m - 1] == '\r')
-        m--;
-    return m != n && printable_text(p, m) ? m : n;
-}
-
-int l2_fleet_key_read(const char *path, uint8_t **key, size_t *len, char *err, size_t errlen)
-{
-    *key = NULL;
-    *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return fail(err, errlen, "cannot read fleet-key-file '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(err, errlen, "fleet-key-file '%s' is not a regular file", path);
-    }
-    if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
-        close(fd);
-        return fail(
-            err, errlen,
-            "fleet-key-file '%s' is accessible to other users (mode %04o); use 0640 or 0600", path,
-            (unsigned)(st.st_mode & 07777));
-    }
-    uint8_t buf[L2_FLEET_KEY_MAX + 3];
-    size_t n = 0;
-    ssize_t r;
-    while (n < sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - n)) > 0)
-        n += (size_t)r;
-    close(fd);
-    size_t k = trim_text(buf, n);
-    int rc = 0;
-    if (k > L2_FLEET_KEY_MAX)
-        rc = fail(err, errlen, "fleet-key-file '%s' is too large (at most %d bytes)", path,
-                  L2_FLEET_KEY_MAX);
-    else if (k < L2_FLEET_KEY_MIN)
-        rc = fail(err, errlen, "fleet-key-file '%s' is too short (at least %d bytes)", path,
-                  L2_FLEET_KEY_MIN);
-    else if (!(*key = malloc(k)))
-        rc = fail(err, errlen, "out of memory reading '%s'", path);
-    if (rc == 0) {
-        memcpy(*key, buf, k);
-        *len = k;
-    }
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return rc;
 }

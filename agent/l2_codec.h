@@ -51,6 +51,10 @@ void l2_codec_free(struct l2_codec *c); /* cleanses the keys; NULL is a no-op */
 /* The HMAC key of entry keys: hand it to cache_new() so that L1 and L2 compute the same key. */
 const uint8_t *l2_codec_entry_hmac_key(const struct l2_codec *c, size_t *len);
 
+/* The same key without keeping a codec: for the L1 cache, created before the worker. Returns 0,
+ * or -1 (fleet key of a refused length, OpenSSL failure). */
+int l2_entry_hmac_key_of(const uint8_t *fleet_key, size_t len, uint8_t out[L2_KEY_LEN]);
+
 /* HMAC-SHA-256 of the token under the entry sub-key. Returns 0 or -1 (OpenSSL failure). */
 int l2_entry_key(const struct l2_codec *c, const char *token, size_t len, uint8_t out[L2_KEY_LEN]);
 
@@ -115,14 +119,5 @@ void l2_replay_init(struct l2_replay *r);
 enum l2_status l2_purge_decode(const struct l2_codec *c, const char *channel, const uint8_t *blob,
                                size_t len, int64_t now_ms, int64_t max_age_ms, struct l2_replay *rp,
                                struct l2_purge_msg *m);
-
-/* ---- fleet key file ---- */
-
-/* Reads the fleet key: a regular file, not readable or writable by others nor writable by the
- * group (refused otherwise: this key protects what the whole fleet shares), L2_FLEET_KEY_MIN to
- * L2_FLEET_KEY_MAX bytes. A text file (printable ASCII) loses one trailing newline; any other
- * content is taken as raw bytes. *key is malloc'ed (caller cleanses and frees). Returns 0, or -1
- * with a message in err. (A stand-in until the shared secret-file module exists.) */
-int l2_fleet_key_read(const char *path, uint8_t **key, size_t *len, char *err, size_t errlen);
 
 #endif

@@ -8,7 +8,6 @@
 #include "redis_client.h"
 
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <hiredis/hiredis.h>
 #include <openssl/crypto.h>
 
+#include "addr.h"
 #include "log.h"
 
 const uint32_t rc_latency_bounds_us[RC_LATENCY_BUCKETS] = {250,   500,   1000,  2000,   5000,
@@ -490,22 +490,23 @@ void redis_cancel(struct rc_cmd *c)
 
 /* ---- lifetime ---- */
 
+/* Once, here: later connections use the address found, so no lookup ever blocks the loop. */
 static int resolve(struct redis_client *rc, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int e = getaddrinfo(rc->s.url.host, NULL, &hints, &res);
-    if (e != 0 || !res) {
-        snprintf(err, errlen, "cache-redis-url: cannot resolve '%s': %s", rc->s.url.host,
-                 gai_strerror(e));
+    struct addr a = {.kind = ADDR_TCP};
+    snprintf(a.host, sizeof(a.host), "%s", rc->s.url.host);
+    snprintf(a.port, sizeof(a.port), "%d", rc->s.url.port);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char why[256];
+    if (addr_resolve(&a, &ss, &len, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "cache-redis-url: %s", why);
         return -1;
     }
-    const void *a = res->ai_family == AF_INET6
-                        ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-                        : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    const char *ok = inet_ntop(res->ai_family, a, rc->addr, sizeof(rc->addr));
-    freeaddrinfo(res);
-    if (!ok) {
+    const void *ip = ss.ss_family == AF_INET6
+                         ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                         : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!inet_ntop(ss.ss_family, ip, rc->addr, sizeof(rc->addr))) {
         snprintf(err, errlen, "cache-redis-url: cannot use the address of '%s'", rc->s.url.host);
         return -1;
     }

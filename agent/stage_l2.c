@@ -16,13 +16,15 @@
 #include "log.h"
 #include "redis_client.h"
 
+_Static_assert(L2_STATUS_COUNT <= METRICS_L2_REASONS, "metrics cannot count every l2_status");
+
 #define KEY_MAX 512 /* prefix (at most 256, checked by the option) + 64 hex + NUL */
 
 struct l2_stage {
-    struct redis_client *rc;     /* borrowed; freed by the owner before the pipeline */
+    struct redis_client *rc;      /* borrowed; freed by the owner before the pipeline */
     const struct l2_codec *codec; /* borrowed */
-    struct cache *cache;         /* borrowed: its TTL rules decide the Redis TTL */
-    struct metrics *m;           /* borrowed */
+    struct cache *cache;          /* borrowed: its TTL rules decide the Redis TTL */
+    struct metrics *m;            /* borrowed */
     char prefix[KEY_MAX - 2 * L2_KEY_LEN - 1];
 };
 
@@ -83,7 +85,7 @@ static void on_get(void *ud, const struct rc_reply *r)
     } else if (r->result == RC_TIMEOUT) {
         what = ML2_TIMEOUT;
     }
-    metrics_observe_l2(st->m, what, ms);
+    metrics_observe_l2(st->m, what, what == ML2_TIMEOUT ? -1 : ms);
     flight_next(f);
 }
 
@@ -99,7 +101,7 @@ static void l2_lookup(void *self, struct flight *f)
             return;
         free(g);
     }
-    metrics_observe_l2(st->m, ML2_SKIPPED, 0); /* down, saturated or out of memory */
+    metrics_observe_l2(st->m, ML2_SKIPPED, -1); /* down, saturated or out of memory */
     flight_next(f);
 }
 

@@ -10,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 #include <msgpack.h>
@@ -172,6 +170,12 @@ static void test_keys(void **state)
     cache_key_of(l1, "token-1", 7, &ck);
     assert_memory_equal(ck.b, k1, L2_KEY_LEN);
     cache_free(l1);
+
+    /* The helper for L1 gives the same key. */
+    uint8_t hk2[L2_KEY_LEN];
+    assert_int_equal(l2_entry_hmac_key_of(fleet_key, strlen((const char *)fleet_key), hk2), 0);
+    assert_memory_equal(hk2, hk, L2_KEY_LEN);
+    assert_int_equal(l2_entry_hmac_key_of((const uint8_t *)"short", 5, hk2), -1);
 
     /* Short or absent fleet keys are refused. */
     assert_null(l2_codec_new((const uint8_t *)"short", 5));
@@ -661,70 +665,6 @@ static void test_purge_forged_fields(void **state)
     l2_codec_free(c);
 }
 
-/* ---- fleet key file ---- */
-
-static char *write_file(const void *data, size_t len, mode_t mode)
-{
-    char *path = strdup("/tmp/pta-fleet-key-XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
-    return path;
-}
-
-static void test_fleet_key_file(void **state)
-{
-    (void)state;
-    char err[256];
-    uint8_t *key;
-    size_t len;
-    const char text[] = "AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHHIIII\n";
-    char *p = write_file(text, sizeof(text) - 1, 0600);
-    assert_int_equal(l2_fleet_key_read(p, &key, &len, err, sizeof(err)), 0);
-    assert_int_equal(len, sizeof(text) - 2); /* one newline dropped */
-    assert_memory_equal(key, text, len);
-    free(key);
-    assert_int_equal(chmod(p, 0644), 0); /* readable by others: refused */
-    assert_int_equal(l2_fleet_key_read(p, &key, &len, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "other users"));
-    assert_null(key);
-    assert_int_equal(chmod(p, 0660), 0); /* group-writable: refused */
-    assert_int_equal(l2_fleet_key_read(p, &key, &len, err, sizeof(err)), -1);
-    assert_int_equal(chmod(p, 0640), 0);
-    assert_int_equal(l2_fleet_key_read(p, &key, &len, err, sizeof(err)), 0);
-    free(key);
-    unlink(p);
-    free(p);
-
-    uint8_t bin[32];
-    for (int i = 0; i < 32; i++)
-        bin[i] = (uint8_t)(i == 31 ? '\n' : i); /* binary: the last byte is key, not newline */
-    p = write_file(bin, sizeof(bin), 0600);
-    assert_int_equal(l2_fleet_key_read(p, &key, &len, err, sizeof(err)), 0);
-    assert_int_equal(len, 32);
-    assert_memory_equal(key, bin, 32);
-    free(key);
-    unlink(p);
-    free(p);
-
-    p = write_file("short\n", 6, 0600);
-    assert_int_equal(l2_fleet_key_read(p, &key, &len, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "too short"));
-    unlink(p);
-    free(p);
-    char big[L2_FLEET_KEY_MAX + 10];
-    memset(big, 'k', sizeof(big));
-    p = write_file(big, sizeof(big), 0600);
-    assert_int_equal(l2_fleet_key_read(p, &key, &len, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "too large"));
-    unlink(p);
-    free(p);
-    assert_int_equal(l2_fleet_key_read("/nonexistent/key", &key, &len, err, sizeof(err)), -1);
-    assert_int_equal(l2_fleet_key_read("/tmp", &key, &len, err, sizeof(err)), -1);
-}
-
 static void test_status_names(void **state)
 {
     (void)state;
@@ -752,7 +692,6 @@ int main(void)
         cmocka_unit_test(test_purge_round_trip),
         cmocka_unit_test(test_replay_ring),
         cmocka_unit_test(test_purge_forged_fields),
-        cmocka_unit_test(test_fleet_key_file),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
