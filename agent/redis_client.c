@@ -466,6 +466,14 @@ struct rc_cmd *redis_set_px(struct redis_client *rc, const char *key, size_t kle
     return submit(rc, 5, argv, len, 0, false, fn, ud);
 }
 
+struct rc_cmd *redis_del(struct redis_client *rc, const char *key, size_t klen, rc_reply_fn fn,
+                         void *ud)
+{
+    const char *argv[2] = {"DEL", key};
+    size_t len[2] = {3, klen};
+    return submit(rc, 2, argv, len, 0, false, fn, ud);
+}
+
 struct rc_cmd *redis_publish(struct redis_client *rc, const char *channel, const void *msg,
                              size_t mlen, rc_reply_fn fn, void *ud)
 {

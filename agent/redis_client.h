@@ -94,6 +94,9 @@ struct rc_cmd *redis_get(struct redis_client *rc, const char *key, size_t klen, 
                          void *ud);
 struct rc_cmd *redis_set_px(struct redis_client *rc, const char *key, size_t klen, const void *val,
                             size_t vlen, uint64_t ttl_ms, rc_reply_fn fn, void *ud);
+/* DEL of one key (a purge): RC_OK with integer = keys removed. */
+struct rc_cmd *redis_del(struct redis_client *rc, const char *key, size_t klen, rc_reply_fn fn,
+                         void *ud);
 struct rc_cmd *redis_publish(struct redis_client *rc, const char *channel, const void *msg,
                              size_t len, rc_reply_fn fn, void *ud);
 /* Any command (tests, admin tools): argv as for redisCommandArgv. timeout_ms 0: the default. */

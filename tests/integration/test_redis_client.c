@@ -175,19 +175,25 @@ static void test_get_set(void **state)
 
     assert_null(redis_set_px(rc, "k1", 2, "v", 1, 0, on_result, &res)); /* PX 0 refused */
 
+    memset(&res, 0, sizeof(res));
+    assert_non_null(redis_del(rc, "nope", 4, on_result, &res));
+    run_until(is_called, &res, 20);
+    assert_int_equal(res.r, RC_OK);
+    assert_int_equal(res.integer, 0); /* nothing to delete */
+
     struct rc_stats s;
     redis_client_get_stats(rc, &s);
     assert_int_equal(s.hits, 1);
     assert_int_equal(s.misses, 1);
     assert_int_equal(s.errors, 1);
-    assert_int_equal(s.commands, 5);
-    assert_int_equal(s.latency_count, 5);
+    assert_int_equal(s.commands, 6);
+    assert_int_equal(s.latency_count, 6);
     assert_int_equal(s.connects, 1);
     assert_int_equal(s.inflight, 0);
     uint64_t sum = 0;
     for (int i = 0; i <= RC_LATENCY_BUCKETS; i++)
         sum += s.latency_le[i];
-    assert_int_equal(sum, 5);
+    assert_int_equal(sum, 6);
     redis_client_free(rc);
 }
 
