@@ -4,7 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -17,12 +17,13 @@
 
 #include <arpa/inet.h>
 
-#include "agent.h"
-#include "conn.h"
+#include "addr.h"
 #include "log.h"
 
 struct listener {
-    struct agent *agent;
+    struct ev_loop *loop;
+    listener_accept_fn on_accept;
+    void *ud;
     int fd;
     int port;
     bool is_unix;
@@ -55,52 +56,20 @@ fail:
     return -1;
 }
 
-/* Splits "host:port" or "[v6]:port" in place. */
-static int split_host_port(char *s, char **host, char **port)
+static int bind_tcp(struct listener *l, const struct addr *a, char *err, size_t errlen)
 {
-    if (s[0] == '[') {
-        char *end = strchr(s, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        *end = '\0';
-        *host = s + 1;
-        *port = end + 2;
-        return 0;
-    }
-    char *colon = strrchr(s, ':');
-    if (!colon)
+    struct sockaddr_storage res;
+    socklen_t res_len;
+    if (addr_resolve(a, &res, &res_len, err, errlen) < 0)
         return -1;
-    *colon = '\0';
-    *host = s;
-    *port = colon + 1;
-    return 0;
-}
-
-static int bind_tcp(struct listener *l, const char *addr, char *err, size_t errlen)
-{
-    char buf[256], *host, *port;
-    snprintf(buf, sizeof(buf), "%s", addr);
-    if (split_host_port(buf, &host, &port) < 0) {
-        snprintf(err, errlen, "expected host:port, [v6]:port or unix:/path");
-        return -1;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res;
-    int rc = getaddrinfo(*host ? host : NULL, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s", gai_strerror(rc));
-        return -1;
-    }
-    l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    l->fd = socket(res.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (l->fd >= 0)
         setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (l->fd < 0 || bind(l->fd, res->ai_addr, res->ai_addrlen) < 0) {
+    if (l->fd < 0 || bind(l->fd, (struct sockaddr *)&res, res_len) < 0) {
         snprintf(err, errlen, "%s", strerror(errno));
-        freeaddrinfo(res);
         return -1;
     }
-    freeaddrinfo(res);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -131,9 +100,9 @@ static void pause_accepting(struct listener *l, int err)
 {
     log_warn("accept failed: %s; pausing new SPOP connections for %.0f ms", strerror(err),
              ACCEPT_PAUSE * 1000);
-    ev_io_stop(l->agent->loop, &l->io);
+    ev_io_stop(l->loop, &l->io);
     ev_timer_set(&l->retry, ACCEPT_PAUSE, 0.);
-    ev_timer_start(l->agent->loop, &l->retry);
+    ev_timer_start(l->loop, &l->retry);
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -143,7 +112,7 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
         ev_io_start(loop, &l->io);
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = w->data;
     for (int i = 0; i < 64; i++) { /* bounded, so one busy listener cannot starve the loop */
@@ -163,24 +132,30 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         char peer[64];
         peer_name(&ss, peer, sizeof(peer));
-        if (!conn_new(l->agent, fd, peer))
-            log_error("out of memory: connection from %s dropped", peer);
-        else
-            log_debug("spop %s: connected", peer);
+        l->on_accept(l->ud, fd, peer);
     }
 }
 
-struct listener *listener_new(struct agent *a, const char *addr, char *err, size_t errlen)
+struct listener *listener_new(struct ev_loop *loop, const char *addr, listener_accept_fn accept_fn,
+                              void *ud, char *err, size_t errlen)
 {
     struct listener *l = calloc(1, sizeof(*l));
     if (!l) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    l->agent = a;
+    l->loop = loop;
+    l->on_accept = accept_fn;
+    l->ud = ud;
     l->fd = -1;
-    int rc = strncmp(addr, "unix:", 5) == 0 ? bind_unix(l, addr + 5, err, errlen)
-                                            : bind_tcp(l, addr, err, errlen);
+    struct addr parsed;
+    const char *why =
+        addr_parse(addr, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX | ADDR_ALLOW_PORT0, &parsed);
+    int rc = why                        ? -1
+             : parsed.kind == ADDR_UNIX ? bind_unix(l, parsed.path, err, errlen)
+                                        : bind_tcp(l, &parsed, err, errlen);
+    if (why)
+        snprintf(err, errlen, "%s", why);
     if (rc == 0 && listen(l->fd, SOMAXCONN) < 0) {
         snprintf(err, errlen, "listen: %s", strerror(errno));
         rc = -1;
@@ -189,10 +164,10 @@ struct listener *listener_new(struct agent *a, const char *addr, char *err, size
         listener_free(l);
         return NULL;
     }
-    ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+    ev_io_init(&l->io, on_readable, l->fd, EV_READ);
     ev_init(&l->retry, on_retry);
     l->io.data = l->retry.data = l;
-    ev_io_start(a->loop, &l->io);
+    ev_io_start(loop, &l->io);
     return l;
 }
 
@@ -200,8 +175,8 @@ void listener_stop(struct listener *l)
 {
     if (!l || l->fd < 0)
         return;
-    ev_io_stop(l->agent->loop, &l->io);
-    ev_timer_stop(l->agent->loop, &l->retry);
+    ev_io_stop(l->loop, &l->io);
+    ev_timer_stop(l->loop, &l->retry);
     close(l->fd);
     l->fd = -1;
     if (l->unix_path)
