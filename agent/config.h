@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "breaker.h"
 #include "cache.h"
 #include "introspect.h"
 #include "log.h"
@@ -45,6 +46,11 @@ struct config {
 
     /* cache */
     struct cache_config cache;
+
+    /* identity server failures */
+    struct breaker_config breaker;
+    unsigned breaker_failure_answer; /* 503 (with Retry-After) or 502 */
+    unsigned introspection_retries;  /* 0 or 1 */
 
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */

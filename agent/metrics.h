@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "breaker.h"
 #include "cache.h"
 #include "conn_counters.h"
 
@@ -32,7 +33,10 @@ struct metrics {
     uint64_t spop_connections_total, spop_connections_open;
     struct conn_counters spop; /* incremented by conn.c */
     uint64_t notify_total, ack_total;
-    uint64_t ack_too_big; /* JWT did not fit the negotiated frame: answered 502 */
+    uint64_t ack_too_big;          /* JWT did not fit the negotiated frame: answered 502 */
+    uint64_t stale_served;         /* requests answered from a stale entry (stale-if-error) */
+    uint64_t idp_retries;          /* introspections retried (copied from the introspector) */
+    const struct breaker *breaker; /* the IdP endpoint's circuit breaker; NULL: none */
 };
 
 /* Upper bounds of the IdP latency histogram, seconds. */
