@@ -14,6 +14,13 @@ recovery once the fault is gone, RSS under a bound. Never on timing: this box is
 
 Bounded: each case runs LOAD_SECONDS of load (at most MAX_REQUESTS requests) with WORKERS
 keep-alive clients: 1 s healthy, FAULT_SECONDS broken, then healthy again.
+
+The agent runs with its defaults for retries and the circuit breaker (5 consecutive failures),
+but a 2 s breaker-open-time instead of 5 s, so that recovery after each case stays short. Further
+cases: retries rescuing an IdP that fails each token's first call; with the IdP failing and the
+breaker open, misses answered at once (the latency over a direct SPOP connection is printed, not
+asserted) while the IdP sees only the probes; and a second stack with stale-if-error on, where
+cached tokens whose entries have expired keep working through an IdP outage.
 """
 
 import base64
@@ -32,6 +39,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from test_daemon import SpopClient, frame, raw  # noqa: E402  (a minimal HAProxy stand-in)
 
 WORKERS = int(os.environ.get("PTA_FAULTS_WORKERS", "8"))
 MAX_REQUESTS = int(os.environ.get("PTA_FAULTS_MAX_REQUESTS", "3000"))
@@ -74,6 +82,72 @@ def rss_kb(pid):
     except OSError:
         pass
     return 0
+
+
+ROWS = []   # every case of every class, printed at the end of the module
+NOTES = []  # measurements printed under the table
+
+
+def tearDownModule():  # noqa: N802 (unittest's name)
+    sys.stderr.write(table())
+
+
+def table():
+    head = ("case", "sent", "answers by status", "fwd", "unauth", "wrong", "idp agent/seen",
+            "p50 ms", "p99 ms", "p99 cached", "RSS MB")
+    lines = []
+    for r in ROWS:
+        st = " ".join("%s:%d" % (k, v) for k, v in sorted(r["statuses"].items(),
+                                                           key=lambda kv: str(kv[0])))
+        agent = "?" if r["idp_agent"] is None else "%d" % r["idp_agent"]
+        lines.append((r["case"], str(r["sent"]), st, str(r["forwarded"]), str(r["unauth"]),
+                      str(r["wrong"]), "%s/%d" % (agent, r["idp_seen"]), "%.1f" % r["p50"],
+                      "%.1f" % r["p99"], "%.1f" % r["p99_cached"], "%.1f" % r["rss_mb"]))
+    if not lines:
+        return ""
+    widths = [max(len(x) for x in col) for col in zip(head, *lines)]
+    fmt = "| " + " | ".join("%%-%ds" % w for w in widths) + " |\n"
+    out = ["\nFault table (%d workers, %.0f s per case, %.0f s of it broken; cache budget %d MB)\n"
+           % (WORKERS, LOAD_SECONDS, FAULT_SECONDS, CACHE_BUDGET_MB),
+           fmt % head, fmt % tuple("-" * w for w in widths)]
+    out += [fmt % line for line in lines]
+    out += ["  %s: %s\n" % (r["case"], r["note"]) for r in ROWS if r["note"]]
+    out += ["  %s\n" % n for n in NOTES]
+    return "".join(out)
+
+
+def notify(client, fid, token):
+    """One NOTIFY with "Authorization: Bearer <token>" on a SpopClient; returns (status, ACK)."""
+    auth = ("Bearer " + token).encode()
+    msg = raw(b"check-token") + bytes([1]) + raw(b"authorization") + b"\x08" + raw(auth)
+    client.sock.sendall(frame(3, 9, fid, msg))
+    ftype, body = client.read_frame()
+    if ftype != 103:
+        raise AssertionError("expected ACK, got %d" % ftype)
+    return ack_int(body, b"status"), body
+
+
+def ack_int(body, name):
+    """The integer a set-var action of the ACK gives name (SPOP int types 2..5), or None."""
+    at = body.find(bytes([len(name)]) + name)
+    if at < 0:
+        return None
+    i = at + 1 + len(name)
+    if body[i] & 0x0F not in (2, 3, 4, 5):
+        return None
+    i += 1
+    n = body[i]
+    if n < 240:
+        return n
+    value, shift = n, 4
+    i += 1
+    while True:
+        b = body[i]
+        value += b << shift
+        shift += 7
+        i += 1
+        if b < 128:
+            return value
 
 
 def percentile(values, p):
@@ -204,11 +278,15 @@ class Load:
         return self.results
 
 
-class FaultSuite(harness.StackTestCase):
-    STACK_ARGS = {"agent_args": ["--log-level", "info", "--metrics-listen",
-                                 "127.0.0.1:%d" % METRICS_PORT,
-                                 "--cache-max-bytes", "%dm" % CACHE_BUDGET_MB]}
-    rows = []
+def agent_args(metrics_port, *extra):
+    return {"agent_args": ["--log-level", "info", "--access-log", "--metrics-listen",
+                           "127.0.0.1:%d" % metrics_port, "--cache-max-bytes",
+                           "%dm" % CACHE_BUDGET_MB, "--breaker-open-time", "2s"] + list(extra)}
+
+
+class FaultMixin:
+    """The load, the counting and the checks, for the test classes below."""
+    METRICS_PORT = METRICS_PORT
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -226,11 +304,6 @@ class FaultSuite(harness.StackTestCase):
             if r.status != 200:
                 raise AssertionError("warm-up of %s: %r" % (harness.token_id(tok), r))
         cls.base_rss_kb = rss_kb(cls.stack.procs["agent"].pid)
-
-    @classmethod
-    def tearDownClass(cls):
-        sys.stderr.write(cls.table())
-        super().tearDownClass()
 
     @classmethod
     def register_all(cls, tokens):
@@ -275,15 +348,28 @@ class FaultSuite(harness.StackTestCase):
     agent_calls_gone = 0  # counted by agent processes since killed
 
     @classmethod
+    def metrics_text(cls):
+        try:
+            return harness.http_request(cls.METRICS_PORT, "GET", "/metrics",
+                                        timeout=5).body.decode()
+        except OSError:
+            return None
+
+    @classmethod
+    def metric(cls, prefix):
+        """The sum of every sample whose line starts with prefix; None when unreachable."""
+        text = cls.metrics_text()
+        if text is None:
+            return None
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith(prefix))
+
+    @classmethod
     def agent_idp_calls(cls):
         """Introspections the agent made (every outcome), from its /metrics, plus those of killed
         agents; None when the agent is not answering."""
-        try:
-            text = harness.http_request(METRICS_PORT, "GET", "/metrics", timeout=5).body.decode()
-        except OSError:
-            return None
-        return cls.agent_calls_gone + sum(float(line.split()[-1]) for line in text.splitlines()
-                                          if line.startswith("phantom_idp_requests_total{"))
+        n = cls.metric("phantom_idp_requests_total{")
+        return None if n is None else cls.agent_calls_gone + n
 
     def unauthenticated_forwards(self):
         """Requests the API received whose Authorization was not a JWT from the test IdP."""
@@ -326,7 +412,7 @@ class FaultSuite(harness.StackTestCase):
                                       if k == "cached" and st == 200], 0.99) * 1000,
             "rss_mb": load.peak_rss_kb / 1024.0, "note": note,
         }
-        self.rows.append(row)
+        ROWS.append(row)
         self.assertGreater(len(results), 0)
         self.assertEqual(unauth, 0, "requests reached the API without a JWT from the IdP")
         self.assertEqual(wrong, 0, "answers carried another token's JWT")
@@ -339,27 +425,24 @@ class FaultSuite(harness.StackTestCase):
         self.stack.procs["agent"].check_alive()
         return row
 
-    @classmethod
-    def table(cls):
-        head = ("case", "sent", "answers by status", "fwd", "unauth", "wrong", "idp agent/seen",
-                "p50 ms", "p99 ms", "p99 cached", "RSS MB")
-        lines = []
-        for r in cls.rows:
-            st = " ".join("%s:%d" % (k, v) for k, v in sorted(r["statuses"].items(),
-                                                               key=lambda kv: str(kv[0])))
-            agent = "?" if r["idp_agent"] is None else "%d" % r["idp_agent"]
-            lines.append((r["case"], str(r["sent"]), st, str(r["forwarded"]), str(r["unauth"]),
-                          str(r["wrong"]), "%s/%d" % (agent, r["idp_seen"]), "%.1f" % r["p50"],
-                          "%.1f" % r["p99"], "%.1f" % r["p99_cached"], "%.1f" % r["rss_mb"]))
-        widths = [max(len(x) for x in col) for col in zip(head, *lines)]
-        fmt = "| " + " | ".join("%%-%ds" % w for w in widths) + " |\n"
-        out = ["\nFault table (%d workers, %.0f s per case, %.0f s of it broken; RSS at start "
-               "%.1f MB, cache budget %d MB)\n" % (WORKERS, LOAD_SECONDS, FAULT_SECONDS,
-                                                   cls.base_rss_kb / 1024.0, CACHE_BUDGET_MB),
-               fmt % head, fmt % tuple("-" * w for w in widths)]
-        out += [fmt % line for line in lines]
-        notes = ["  %s: %s\n" % (r["case"], r["note"]) for r in cls.rows if r["note"]]
-        return "".join(out + notes)
+    def idp_down(self):
+        """Stops the IdP process (connections are refused); idp_up() starts a new one."""
+        self.ledger.before_stop()
+        self.stack.procs.pop("idp").stop()
+
+    def idp_up(self):
+        # A log of its own: start_py_server reads the port from the first READY line.
+        n = sum(1 for name in os.listdir(self.stack.tmpdir) if name.startswith("idp"))
+        p, _ = harness.start_py_server(
+            "idp-%d" % n, [harness.IDP_PY, "--port", str(self.stack.idp_port), "--client-id",
+                           harness.CLIENT_ID, "--secret-file",
+                           os.path.join(self.stack.tmpdir, "idp-secret")], self.stack.tmpdir)
+        self.stack.procs["idp"] = p
+        self.register_all(list(self.subs))  # the tokens lived in the old process's memory
+
+
+class FaultSuite(FaultMixin, harness.StackTestCase):
+    STACK_ARGS = agent_args(METRICS_PORT)
 
     # --- IdP faults -------------------------------------------------------------------------------
 
@@ -372,23 +455,7 @@ class FaultSuite(harness.StackTestCase):
 
     def test_10_idp_refusing(self):
         """The IdP process is gone: connections are refused."""
-        idp_secret = os.path.join(self.stack.tmpdir, "idp-secret")
-
-        def down():
-            self.ledger.before_stop()
-            self.stack.procs.pop("idp").stop()
-
-        def up():
-            # A log of its own: start_py_server reads the port from the first READY line.
-            n = sum(1 for name in os.listdir(self.stack.tmpdir) if name.startswith("idp"))
-            p, _ = harness.start_py_server(
-                "idp-%d" % n, [harness.IDP_PY, "--port", str(self.stack.idp_port), "--client-id",
-                        harness.CLIENT_ID, "--secret-file", idp_secret], self.stack.tmpdir)
-            self.stack.procs["idp"] = p
-            # The tokens lived in the old process's memory.
-            self.register_all(list(self.subs))
-
-        self.run_case("idp refusing", down, up, IDP_FAILED)
+        self.run_case("idp refusing", self.idp_down, self.idp_up, IDP_FAILED)
 
     def test_11_idp_blackholed(self):
         self.idp_fault("idp blackholed", blackhole=True)
@@ -418,6 +485,22 @@ class FaultSuite(harness.StackTestCase):
 
     def test_19_idp_503_retry_after(self):
         self.idp_fault("idp 503 Retry-After", status=503, headers={"Retry-After": "1"})
+
+    def retry_case(self, name, **mode):
+        """The IdP fails each token's first call only: the agent's one retry gets every new
+        token through (200), so only OK answers are allowed."""
+        retries0 = self.metric("phantom_idp_retries_total") or 0
+        row = self.run_case(name, lambda: self.stack.idp_mode(once=True, **mode),
+                            lambda: self.stack.idp_mode(), OK)
+        retried = (self.metric("phantom_idp_retries_total") or 0) - retries0
+        row["note"] = "%d introspections retried" % retried
+        self.assertGreater(retried, 0)
+
+    def test_1a_retry_reset_before_answer(self):
+        self.retry_case("idp reset once, retried", reset="before")
+
+    def test_1b_retry_503_retry_after(self):
+        self.retry_case("idp 503 RA:0 once, retried", status=503, headers={"Retry-After": "0"})
 
     # --- agent, HAProxy and SPOP faults -------------------------------------------------------------
 
@@ -483,6 +566,58 @@ class FaultSuite(harness.StackTestCase):
                       note="ss -K on both ends every 250 ms; requests in flight get 503")
         self.stack.wait_agent_up()
 
+    # --- the circuit breaker ----------------------------------------------------------------------
+
+    def test_30_breaker_open_fails_fast(self):
+        """The IdP answers 500 to everything: after 5 failures the breaker opens; misses are then
+        answered 503 at once (with retry_after) and the IdP sees only one probe per open time."""
+        open_s = 2.0
+        seen = {}
+
+        def measure(stop):
+            harness.wait_until(lambda: (self.metric("phantom_breaker_state") or 0) >= 1, 10,
+                               "the breaker to open")
+            seen["t0"], seen["calls0"] = time.monotonic(), self.ledger.calls()
+            client = SpopClient(self.stack.agent_port)
+            lat, statuses, retry_after = [], collections.Counter(), set()
+            try:
+                for fid in range(1, 301):
+                    tok = "fault-breaker-miss-%d-%s" % (fid, os.urandom(4).hex())
+                    t0 = time.perf_counter()
+                    status, body = notify(client, fid, tok)
+                    lat.append(time.perf_counter() - t0)
+                    statuses[status] += 1
+                    if status == 503:
+                        retry_after.add(ack_int(body, b"retry_after"))
+            finally:
+                client.close()
+            seen.update(lat=lat, statuses=statuses, retry_after=retry_after)
+            stop.wait(30)
+            seen["t1"], seen["calls1"] = time.monotonic(), self.ledger.calls()
+
+        self.run_case("idp 500, breaker open", lambda: self.stack.idp_mode(status=500),
+                      lambda: self.stack.idp_mode(), IDP_FAILED, during=measure,
+                      note="misses answered 503 without calling the IdP while open")
+        lat, statuses = seen["lat"], seen["statuses"]
+        NOTES.append("breaker open: %d misses over direct SPOP: p50 %.3f ms, p99 %.3f ms, max "
+                     "%.3f ms; statuses %s; retry_after %s" % (
+                         len(lat), percentile(lat, 0.5) * 1e3, percentile(lat, 0.99) * 1e3,
+                         max(lat) * 1e3, dict(statuses), sorted(x for x in seen["retry_after"]
+                                                                 if x is not None)))
+        elapsed = seen["t1"] - seen["t0"]
+        calls = seen["calls1"] - seen["calls0"]
+        NOTES.append("breaker open: the IdP saw %d calls in %.1f s of outage (one probe per %.0f s "
+                     "open time allows %d)" % (calls, elapsed, open_s, int(elapsed / open_s) + 1))
+        # Probes only: one per open time, plus one in flight at each boundary.
+        self.assertLessEqual(calls, int(elapsed / open_s) + 2)
+        self.assertGreaterEqual(statuses[503], 1)
+        self.assertLessEqual(set(statuses), {503, 500, 502})
+        self.assertTrue(seen["retry_after"] - {None}, "503s without retry_after")
+        self.assertIn("circuit breaker for 127.0.0.1", self.stack.log("agent"))
+        transitions = self.metric('phantom_breaker_transitions_total{worker="0",to="open"}')
+        self.assertGreaterEqual(transitions, 1)
+        self.assertGreater(self.metric("phantom_breaker_open_seconds_total"), 0)
+
     @staticmethod
     def _ss_kill_works(ss):
         with socket.socket() as srv:
@@ -501,6 +636,39 @@ class FaultSuite(harness.StackTestCase):
                     except OSError:
                         return True
                     return False
+
+
+
+class StaleIfErrorSuite(FaultMixin, harness.StackTestCase):
+    """stale-if-error on, entries living 1 s: through an IdP outage the cached tokens, whose
+    entries expire during it, keep being answered 200 from their stale entries (with the JWT the
+    IdP issued before), while new tokens are refused."""
+    METRICS_PORT = harness.free_port()
+    STACK_ARGS = agent_args(METRICS_PORT, "--cache-stale-if-error", "60s", "--cache-max-ttl", "1s")
+
+    def test_40_outage_with_stale_if_error(self):
+        stale0 = self.metric("phantom_stale_answers_total") or 0
+        row = self.run_case("idp refusing, stale-if-error", self.idp_down, self.idp_up,
+                            IDP_FAILED, cached_always_ok=True)
+        stale = (self.metric("phantom_stale_answers_total") or 0) - stale0
+        row["note"] = "cache-max-ttl 1s: %d answers served stale" % stale
+        self.assertGreater(stale, 0)
+        self.assertIn("cache=stale", self.stack.log("agent"))
+        new_failed = row["statuses"].get(502, 0) + row["statuses"].get(503, 0)
+        self.assertGreater(new_failed, 0, "new tokens cannot have worked during the outage")
+
+    def test_41_stale_never_for_unknown_tokens(self):
+        """Tokens the IdP said were inactive are never served stale: 401 before, 5xx during."""
+        tok = "fault-stale-unknown-%s" % os.urandom(4).hex()
+        self.stack.secrets.add(tok)
+        self.assertEqual(self.stack.get(tok).status, 401)
+        self.idp_down()
+        try:
+            statuses = {self.stack.get(tok).status for _ in range(3)}
+        finally:
+            self.idp_up()
+        # The negative entry (5 s) may still answer 401 at first; never a 200.
+        self.assertLessEqual(statuses, {401, 502, 503})
 
 
 if __name__ == "__main__":

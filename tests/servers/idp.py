@@ -24,6 +24,8 @@ Control API (JSON, loopback clients only), so tests can script the server:
          flap: {"period_ms": P, "down": {behaviour}}   alternates every P ms between answering
                               normally and the "down" behaviour (wall clock, so every caller sees
                               the same phase)
+         once: true           the status and fault modes apply to a token's first call only
+                              (what a retry should get through)
   POST /_control/reset   forget tokens (demo tokens come back), counters, mode
   GET  /_control/stats   {"calls", "per_token": {sha256-prefix: n}, "max_concurrent", "in_flight",
                           "issued", "faults": {mode: n}}
@@ -152,15 +154,17 @@ class State:
             return sorted(self.issued)
 
     def begin_call(self, token):
+        """(the token's entry, the global mode, how many times this token was asked, this included)"""
         with self.lock:
             self.calls += 1
+            nth = 0
             if token is not None:
                 tid = token_id(token)
-                self.per_token[tid] = self.per_token.get(tid, 0) + 1
+                nth = self.per_token[tid] = self.per_token.get(tid, 0) + 1
             self.in_flight += 1
             self.max_concurrent = max(self.max_concurrent, self.in_flight)
             entry = self.tokens.get(token) if token is not None else None
-            return (dict(entry) if entry else None), dict(self.mode)
+            return (dict(entry) if entry else None), dict(self.mode), nth
 
     def end_call(self):
         with self.lock:
@@ -313,11 +317,14 @@ class Handler(BaseHTTPRequestHandler):
     def _introspect(self, body):
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         token = form.get("token", [None])[0]
-        entry, mode = self.server.state.begin_call(token)
+        entry, mode, nth = self.server.state.begin_call(token)
         try:
             behaviour = dict((entry or {}).get("behaviour") or {})
             behaviour.update(mode)  # a global mode wins over per-token behaviour
             behaviour = self._flap(behaviour)
+            if behaviour.get("once") and nth > 1:
+                for k in ("status", "blackhole", "reset", "garbage", "huge_body", "delay_ms"):
+                    behaviour.pop(k, None)
             delay = behaviour.get("delay_ms")
             if delay:
                 time.sleep(float(delay) / 1000.0)
