@@ -472,7 +472,7 @@ struct pipeline *agent_build_pipeline(struct agent *a)
     if (!p)
         return NULL;
     if (stage_l1_add(p, a->cache) < 0 || stage_stale_add(p, a->cache) < 0 ||
-        stage_finish_add(p) < 0 ||
+        stage_finish_add(p) < 0 || stage_admission_add(p, &a->admission, &a->metrics) < 0 ||
         (a->breaker && stage_breaker_add(p, a->breaker, &a->breaker_set) < 0) ||
         stage_introspect_add(p, a->idp, &a->metrics) < 0) {
         pipeline_free(p);
@@ -554,6 +554,7 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
     a->breaker = new_breaker(a, cfg);
     a->breaker_set.failure_status = cfg->breaker_failure_answer;
     a->metrics.breaker = a->breaker;
+    ratelimit_init(&a->admission, cfg->max_introspection_rate, 0, clock_ms(NULL));
     if (a->idp && a->breaker)
         a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics,
                                                 * a->breaker */
@@ -580,6 +581,7 @@ int agent_reconfigure(struct agent *a, const struct config *cfg)
     if (a->breaker)
         breaker_reconfigure(a->breaker, &cfg->breaker);
     a->breaker_set.failure_status = cfg->breaker_failure_answer;
+    ratelimit_set(&a->admission, cfg->max_introspection_rate, 0, clock_ms(NULL));
     settings_from(a, cfg);
     return 0;
 }

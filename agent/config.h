@@ -51,6 +51,7 @@ struct config {
     struct breaker_config breaker;
     unsigned breaker_failure_answer; /* 503 (with Retry-After) or 502 */
     unsigned introspection_retries;  /* 0 or 1 */
+    unsigned max_introspection_rate; /* new-token introspections per second; 0: unlimited */
 
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */

@@ -248,6 +248,15 @@ const struct opt config_opts[] = {
      .def = "503",
      .help = "Status while the breaker is open: 503 (with Retry-After) or 502"},
 
+    {.name = "max-introspection-rate",
+     .type = T_UINT,
+     FIELD(max_introspection_rate),
+     .max = 1000000,
+     .def = "0",
+     .help = "New-token introspections per second, all tokens together (a flood of unknown tokens "
+             "then costs the IdP at most this; beyond it misses get 503 with Retry-After: 1); 0: "
+             "unlimited"},
+
     {.name = "http-listen",
      .alias = "metrics-listen",
      .reload = RELOAD_RESTART,

@@ -163,6 +163,9 @@ static void render_failures(struct sbuf *b, const struct metrics *const *w, size
 {
     header(b, "phantom_idp_retries_total", "counter", "Introspections retried.");
     out(b, "phantom_idp_retries_total %lu\n", (unsigned long)SUM(idp_retries));
+    header(b, "phantom_rate_limited_total", "counter",
+           "Misses answered 503 by max-introspection-rate, without calling the IdP.");
+    out(b, "phantom_rate_limited_total %lu\n", (unsigned long)SUM(rate_limited));
     header(b, "phantom_stale_answers_total", "counter",
            "Requests answered from a stale entry while the IdP failed (stale-if-error).");
     out(b, "phantom_stale_answers_total %lu\n", (unsigned long)SUM(stale_served));

@@ -36,6 +36,7 @@ struct metrics {
     uint64_t ack_too_big;          /* JWT did not fit the negotiated frame: answered 502 */
     uint64_t stale_served;         /* requests answered from a stale entry (stale-if-error) */
     uint64_t idp_retries;          /* introspections retried (copied from the introspector) */
+    uint64_t rate_limited;         /* misses refused by max-introspection-rate */
     const struct breaker *breaker; /* the IdP endpoint's circuit breaker; NULL: none */
 };
 

@@ -9,6 +9,7 @@
 #include "introspect.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "ratelimit.h"
 
 /* "l1": the top of the chain. Its lookup happened in front of the chain (cache_lookup() is the
  * single-flight gate), so it only stores on the way back: cache_resolve() fills the cache and
@@ -27,6 +28,11 @@ int stage_introspect_add(struct pipeline *p, struct introspector *idp, struct me
  * finished). On an IdP failure coming back up, swaps in a copy of the token's expired-but-in-grace
  * entry (cache_stale()) marked stale; l1 does not store it. cache is borrowed. */
 int stage_stale_add(struct pipeline *p, struct cache *cache);
+
+/* "admission": the optional global limit on new-token introspections (a token bucket, borrowed,
+ * rate 0: off), above breaker. Beyond it a flight is answered 503 "new-token rate limit" with a
+ * Retry-After of 1 s, counted in m->rate_limited. */
+int stage_admission_add(struct pipeline *p, struct ratelimit *rl, struct metrics *m);
 
 /* What the breaker stage answers while the circuit is open (changes on reload). */
 struct breaker_settings {

@@ -159,6 +159,10 @@ def wrk_summary(text):
             "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": errs.group(1) if errs else ""}
 
 
+def fmt_ms(v):
+    return "?" if v is None else "%.3f" % v
+
+
 def main():
     args = parse_args()
     agent = os.environ.get("PTA_AGENT") or os.path.join(REPO, "build", "phantom-token-agent")
@@ -225,33 +229,35 @@ def run(args, agent, haproxy, budget, procs, work):
 
     calls0 = json.loads(http(stub_url + "/_control/stats")[1])["calls"]
     http(stub_url + "/_control/reset")  # max_in_flight from now on (tokens: only `cached`)
-    samples = []  # (t, rss kB, cache bytes, entries)
-    stop = threading.Event()
-
-    def sample():
-        t0 = time.monotonic()
-        while not stop.wait(0.25):
-            try:
-                text = http(metrics_url)[1].decode()
-            except OSError:
-                text = ""
-            samples.append((time.monotonic() - t0, rss_kb(a.pid), metric(text, "phantom_cache_bytes"),
-                            metric(text, "phantom_cache_entries")))
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
+    samples = []  # (t, rss kB, cache bytes, entries, IdP calls)
     per_thread = max(1, args.tokens // args.threads)
     t0 = time.monotonic()
-    flood = wrk("token-flood.lua", args.connections, args.threads, args.duration,
+    # Both wrk runs get more time than needed; they are stopped (SIGINT: wrk then prints its
+    # summary with the real elapsed time) once the agent has seen every flood token (its cache
+    # misses: the cached client only hits), since a wrk thread that stops early still leaves wrk
+    # waiting for -d.
+    miss = 'phantom_cache_lookups_total{result="miss"}'
+    misses0 = metric(http(metrics_url)[1].decode(), miss)
+    flood = wrk("token-flood.lua", args.connections, args.threads, args.duration + 30,
                 {"BENCH_PREFIX": "flood-%d-%d-" % (os.getpid(), int(time.time())),
                  "BENCH_FLOOD_PER_THREAD": str(per_thread)})
-    cached_wrk = wrk("token-one.lua", args.cached_connections, 1, args.duration)
-    flood_out = flood.communicate()[0]
+    cached_wrk = wrk("token-one.lua", args.cached_connections, 1, args.duration + 30)
+    while time.monotonic() - t0 < args.duration and flood.poll() is None:
+        time.sleep(0.25)
+        try:
+            text = http(metrics_url)[1].decode()
+            calls = json.loads(http(stub_url + "/_control/stats")[1])["calls"]
+        except OSError:
+            text, calls = "", 0
+        samples.append((time.monotonic() - t0, rss_kb(a.pid), metric(text, "phantom_cache_bytes"),
+                        metric(text, "phantom_cache_entries"), calls))
+        if metric(text, miss) - misses0 >= args.tokens:
+            break
     elapsed = time.monotonic() - t0
-    cached_wrk.send_signal(signal.SIGINT)  # wrk prints its summary on SIGINT
+    for w in (flood, cached_wrk):
+        w.send_signal(signal.SIGINT)
+    flood_out = flood.communicate()[0]
     cached_out = cached_wrk.communicate()[0]
-    stop.set()
-    sampler.join()
     fl = wrk_summary(flood_out)
     under = wrk_summary(cached_out)
     st = json.loads(http(stub_url + "/_control/stats")[1])
@@ -269,6 +275,9 @@ def run(args, agent, haproxy, budget, procs, work):
         ("flood tokens sent (distinct, unknown)", "%d in %.1f s (cap %d)" % (fl["requests"], secs,
                                                                             args.tokens)),
         ("flood rate", "%.0f req/s (%d wrk connections)" % (rate, args.connections)),
+        ("agent answers 503 (rate limit) / rate-limited", "%d / %d" % (
+            metric(text, 'phantom_decisions_total{status="503"}'),
+            metric(text, "phantom_rate_limited_total"))),
         ("flood answers not 2xx (401 expected)", "%d; socket errors: %s" % (fl["non2xx"],
                                                                           fl["socket_errors"] or "none")),
         ("IdP calls / calls per s", "%d / %.0f" % (st["calls"], calls_rate)),
@@ -279,10 +288,10 @@ def run(args, agent, haproxy, budget, procs, work):
                                                          metric(text, "phantom_cache_evictions_total"))),
         ("RSS peak - start - budget (overhead)", "%.1f MB" % ((rss_peak - rss_start) / 1024
                                                                - budget / 2**20)),
-        ("cached client alone: req, p50, p99", "%d, %s ms, %s ms" % (base["requests"], base["p50"],
-                                                                  base["p99"])),
+        ("cached client alone: req, p50, p99", "%d, %s ms, %s ms" % (
+            base["requests"], fmt_ms(base["p50"]), fmt_ms(base["p99"]))),
         ("cached client under flood: req, p50, p99", "%d, %s ms, %s ms (not 2xx: %d)" % (
-            under["requests"], under["p50"], under["p99"], under["non2xx"])),
+            under["requests"], fmt_ms(under["p50"]), fmt_ms(under["p99"]), under["non2xx"])),
     ]
     w = max(len(r[0]) for r in rows)
     print("\nToken flood (agent %s, cache budget %s, negative TTL %s, calls before the flood %d)"

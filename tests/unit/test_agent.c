@@ -518,7 +518,8 @@ static void test_daemon_init(void **state)
     free(cfg.listen);
     cfg.listen = strdup("127.0.0.1:0");
     assert_int_equal(agent_init(&b, fx->loop, &cfg, fx->cache), 0);
-    static const char *const chain[] = {"l1", "stale", "finish", "breaker", "introspect"};
+    static const char *const chain[] = {"l1",        "stale",   "finish",
+                                        "admission", "breaker", "introspect"};
     assert_int_equal(pipeline_length(b.pipeline), sizeof(chain) / sizeof(chain[0]));
     for (size_t i = 0; i < sizeof(chain) / sizeof(chain[0]); i++)
         assert_string_equal(pipeline_stage_name(b.pipeline, i), chain[i]);
