@@ -12,8 +12,8 @@ Assertions are on correctness only: 0 unauthenticated forwards, 0 cross-wired an
 within the set each case allows, cached tokens answered 200 while only the IdP is broken,
 recovery once the fault is gone, RSS under a bound. Never on timing: this box is shared.
 
-Bounded: each case runs LOAD_SECONDS of load (at most MAX_REQUESTS requests) with WORKERS
-keep-alive clients: 1 s healthy, FAULT_SECONDS broken, then healthy again.
+Bounded: each case runs LOAD_SECONDS of load (at most RATE requests per second, MAX_REQUESTS in
+all) with WORKERS keep-alive clients: 1 s healthy, FAULT_SECONDS broken, then healthy again.
 
 The agent runs with its defaults for retries and the circuit breaker (5 consecutive failures),
 but a 2 s breaker-open-time instead of 5 s, so that recovery after each case stays short. Further
@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -42,7 +43,10 @@ import harness  # noqa: E402
 from test_daemon import SpopClient, frame, raw  # noqa: E402  (a minimal HAProxy stand-in)
 
 WORKERS = int(os.environ.get("PTA_FAULTS_WORKERS", "8"))
-MAX_REQUESTS = int(os.environ.get("PTA_FAULTS_MAX_REQUESTS", "3000"))
+# The load is paced (each worker at most RATE / WORKERS requests per second) so that it spans every
+# phase of a case on a fast machine as on a slow one; MAX_REQUESTS is a safety bound.
+RATE = int(os.environ.get("PTA_FAULTS_RATE", "600"))
+MAX_REQUESTS = int(os.environ.get("PTA_FAULTS_MAX_REQUESTS", "4000"))
 PRE_SECONDS, FAULT_SECONDS, POST_SECONDS = 1.0, 3.0, 1.0
 LOAD_SECONDS = PRE_SECONDS + FAULT_SECONDS + POST_SECONDS
 CACHED_TOKENS = 16
@@ -107,8 +111,8 @@ def table():
         return ""
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     fmt = "| " + " | ".join("%%-%ds" % w for w in widths) + " |\n"
-    out = ["\nFault table (%d workers, %.0f s per case, %.0f s of it broken; cache budget %d MB)\n"
-           % (WORKERS, LOAD_SECONDS, FAULT_SECONDS, CACHE_BUDGET_MB),
+    out = ["\nFault table (%d workers, at most %d req/s, %.0f s per case, %.0f s of it broken; "
+           "cache budget %d MB)\n" % (WORKERS, RATE, LOAD_SECONDS, FAULT_SECONDS, CACHE_BUDGET_MB),
            fmt % head, fmt % tuple("-" * w for w in widths)]
     out += [fmt % line for line in lines]
     out += ["  %s: %s\n" % (r["case"], r["note"]) for r in ROWS if r["note"]]
@@ -191,7 +195,8 @@ class Load:
         self.lock = threading.Lock()
         self.sent = 0
         self.results = []  # (kind, status, seconds, wrong_jwt)
-        self.new_tokens = collections.deque(suite.fresh_tokens(MAX_REQUESTS // 4 + WORKERS))
+        self.new_tokens = collections.deque(suite.fresh_tokens(
+            min(MAX_REQUESTS, int(RATE * LOAD_SECONDS)) // 4 + WORKERS))
         self.peak_rss_kb = 0
 
     def _pick(self, wid, i):
@@ -217,7 +222,12 @@ class Load:
         port = self.suite.stack.haproxy_port
         sock = f = None
         i = 0
+        period = WORKERS / float(RATE)
+        t_start = time.monotonic()
         while not self.stop.is_set() and self._take_slot():
+            ahead = t_start + i * period - time.monotonic()
+            if ahead > 0 and self.stop.wait(ahead):
+                break
             kind, tok = self._pick(wid, i)
             i += 1
             req = ("GET /api/data HTTP/1.1\r\nHost: faults\r\nAuthorization: Bearer %s\r\n\r\n"
@@ -669,6 +679,64 @@ class StaleIfErrorSuite(FaultMixin, harness.StackTestCase):
             self.idp_up()
         # The negative entry (5 s) may still answer 401 at first; never a 200.
         self.assertLessEqual(statuses, {401, 502, 503})
+
+
+# The rule that turns the agent's retry_after variable into a Retry-After header on the 503,
+# placed before the catch-all 503 of haproxy-conf/haproxy.cfg. Until the shipped file has it, the
+# test below runs against a copy of the shipped file with this rule added.
+RETRY_AFTER_RULE = (
+    "    http-request return status 503 content-type application/json string "
+    "'{\"code\":\"server_error\",\"message\":\"Problem encountered processing the request\"}' "
+    "hdr Retry-After \"%[var(txn.phantom.retry_after)]\" "
+    "if { var(txn.phantom.status) -m int 503 } { var(txn.phantom.retry_after) -m found } "
+    "!spoe_failed\n")
+
+
+def config_with_retry_after(tmpdir):
+    with open(harness.HAPROXY_CFG) as f:
+        text = f.read()
+    if "txn.phantom.retry_after" in text:
+        return harness.HAPROXY_CFG
+    anchor = "    http-request return status 503 "
+    at = text.index(anchor)
+    path = os.path.join(tmpdir, "haproxy-retry-after.cfg")
+    with open(path, "w") as f:
+        f.write(text[:at] + RETRY_AFTER_RULE + text[at:])
+    return path
+
+
+class RetryAfterHeader(harness.StackTestCase):
+    """The open breaker's 503 reaches the client with Retry-After: the cool-down left."""
+    STACK_ARGS = {"agent_args": ["--breaker-failures", "1", "--breaker-open-time", "30s"]}
+
+    @classmethod
+    def setUpClass(cls):
+        cls._cfg = harness.HAPROXY_CFG
+        cls.tmp = tempfile.mkdtemp(prefix="pta-ra-")
+        harness.HAPROXY_CFG = config_with_retry_after(cls.tmp)
+        try:
+            super().setUpClass()
+        finally:
+            harness.HAPROXY_CFG = cls._cfg
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_retry_after_on_open_breaker(self):
+        s = self.stack
+        s.idp_mode(status=500)
+        first = s.register("fault-ra-first-%s" % os.urandom(4).hex())
+        self.assertEqual(s.get(first).status, 502)  # the failure that opens the breaker
+        calls = s.idp_calls()
+        second = s.register("fault-ra-second-%s" % os.urandom(4).hex())
+        r = s.get(second)
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json()["code"], "server_error")
+        self.assertIn(r.header("Retry-After"), [str(n) for n in range(1, 31)], r)
+        self.assertEqual(s.idp_calls(), calls)  # answered without calling the IdP
+        s.idp_mode()
 
 
 if __name__ == "__main__":
