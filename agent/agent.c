@@ -16,8 +16,10 @@
 #include "bearer.h"
 #include "clock.h"
 #include "decision.h"
+#include "l2_codec.h"
 #include "listener.h"
 #include "log.h"
+#include "redis_client.h"
 #include "stages.h"
 
 /* One SPOP connection as the worker sees it. */
@@ -471,7 +473,11 @@ struct pipeline *agent_build_pipeline(struct agent *a)
     struct pipeline *p = pipeline_new();
     if (!p)
         return NULL;
+    /* stale sits above l2, so that l2 sees an IdP failure (and stores nothing) before stale swaps
+     * in the expired entry, and l1 never stores the stale copy either. */
     if (stage_l1_add(p, a->cache) < 0 || stage_stale_add(p, a->cache) < 0 ||
+        (a->l2 && stage_l2_add(p, a->l2, a->l2_codec, a->cfg->cache_redis_prefix, a->cache,
+                               &a->metrics) < 0) ||
         stage_finish_add(p) < 0 || stage_admission_add(p, &a->admission, &a->metrics) < 0 ||
         (a->breaker && stage_breaker_add(p, a->breaker, &a->breaker_set) < 0) ||
         stage_introspect_add(p, a->idp, &a->metrics) < 0) {
@@ -545,6 +551,40 @@ static struct breaker *new_breaker(struct agent *a, const struct config *cfg)
     return b;
 }
 
+static void on_l2_state(void *ud, bool subscriber, bool up)
+{
+    struct agent *a = ud;
+    if (!subscriber)
+        a->metrics.l2_up = up;
+}
+
+/* The shared cache's codec and client (connecting from now on, in the background). */
+static int l2_start(struct agent *a, const struct config *cfg)
+{
+    if (!cfg->cache_redis_url)
+        return 0;
+    a->l2_codec = l2_codec_new((const uint8_t *)cfg->fleet_key, cfg->fleet_key_len);
+    if (!a->l2_codec) {
+        log_error("shared cache: cannot derive keys from the fleet key");
+        return -1;
+    }
+    struct redis_client_settings s;
+    redis_client_settings_default(&s);
+    s.url = cfg->redis;
+    s.password = cfg->cache_redis_password;
+    s.command_timeout_ms = cfg->cache_redis_timeout_ms;
+    s.name = "shared cache (Redis)";
+    static const struct redis_client_ops ops = {.state = on_l2_state};
+    char err[256] = "";
+    a->l2 = redis_client_new(a->loop, &s, &ops, a, err, sizeof(err));
+    if (!a->l2) {
+        log_error("shared cache: %s", err);
+        return -1;
+    }
+    a->metrics.l2_enabled = true;
+    return 0;
+}
+
 int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, struct cache *cache)
 {
     struct introspect_config ic;
@@ -555,7 +595,7 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
     a->breaker_set.failure_status = cfg->breaker_failure_answer;
     a->metrics.breaker = a->breaker;
     ratelimit_init(&a->admission, cfg->max_introspection_rate, 0, clock_ms(NULL));
-    if (a->idp && a->breaker)
+    if (a->idp && a->breaker && l2_start(a, cfg) == 0)
         a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics,
                                                 * a->breaker */
     if (!a->pipeline) {
@@ -610,11 +650,17 @@ void agent_fini(struct agent *a)
     conn_flusher_stop(&a->flusher);
     if (a->listener)
         listener_free(a->listener);
+    /* Redis first: its pending GETs pass their flights on to the introspector, which resolves
+     * every flight it holds when freed. */
+    redis_client_free(a->l2);
     if (a->idp)
         introspector_free(a->idp); /* resolves the flights left; nobody waits on them now */
     pipeline_free(a->pipeline);
     breaker_free(a->breaker);
     a->breaker = NULL;
+    l2_codec_free(a->l2_codec);
+    a->l2 = NULL;
+    a->l2_codec = NULL;
     free(a->spare);
     a->listener = NULL;
     a->idp = NULL;

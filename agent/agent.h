@@ -20,8 +20,10 @@
 #include "pipeline.h"
 #include "stages.h"
 
+struct l2_codec;
 struct listener;
 struct pending;
+struct redis_client;
 
 struct agent {
     struct ev_loop *loop;
@@ -32,6 +34,8 @@ struct agent {
     struct breaker *breaker;   /* owned: the IdP endpoint's circuit breaker; NULL with _with() */
     struct breaker_settings breaker_set; /* what the breaker stage answers (reloadable) */
     struct ratelimit admission;          /* max-introspection-rate (rate 0: off) */
+    struct redis_client *l2;             /* owned; NULL without cache-redis-url */
+    struct l2_codec *l2_codec;           /* owned; with l2 */
     struct listener *listener;           /* NULL with agent_init_with() */
     struct list sessions;                /* one per SPOP connection (struct session in agent.c) */
     struct conn_flusher flusher;
@@ -52,9 +56,9 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg,
  * introspector, no listener: hand it sockets with agent_adopt(). */
 int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
                     struct cache *cache, struct pipeline *p);
-/* The daemon's chain: l1 (store) -> stale -> finish -> admission -> breaker -> introspect
- * (breaker only when a->breaker is set). NULL when out of memory. This is where a new stage (a
- * shared L2 between l1 and finish) is added. */
+/* The daemon's chain: l1 (store) -> stale -> [l2 with cache-redis-url] -> finish -> admission ->
+ * breaker -> introspect (breaker only when a->breaker is set). NULL when out of memory. This is
+ * where a new stage is added. */
 struct pipeline *agent_build_pipeline(struct agent *a);
 
 /* Serves an accepted SPOP socket (the listener's callback; tests use it with socketpairs). Takes

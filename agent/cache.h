@@ -95,6 +95,10 @@ void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info
  * answer stored by cache_resolve() is never a token_info marked stale. */
 struct token_info *cache_stale(struct cache *c, const struct cache_key *k);
 
+/* How long cache_resolve() would keep ti from now, in ms (<= 0: not stored). The shared L2 tier
+ * gives its copy the same lifetime. */
+int64_t cache_ttl_ms(const struct cache *c, const struct token_info *ti);
+
 void cache_get_stats(const struct cache *c, struct cache_stats *st);
 
 /* Bytes max_bytes counts per entry on top of token_info_size(): the node and its table slot. */

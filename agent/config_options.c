@@ -257,6 +257,43 @@ const struct opt config_opts[] = {
              "then costs the IdP at most this; beyond it misses get 503 with Retry-After: 1); 0: "
              "unlimited"},
 
+    {.name = "cache-redis-url",
+     .reload = RELOAD_RESTART,
+     .type = T_STRING,
+     FIELD(cache_redis_url),
+     .arg = "URL",
+     .section = "Shared cache (Redis)",
+     .help = "redis://[user@]host[:port][/db] or unix:/path[?db=N] of the cache the fleet shares "
+             "(rediss:// is refused: Debian 12's hiredis has no TLS); unset: none"},
+    {.name = "fleet-key-file",
+     .reload = RELOAD_RESTART,
+     .type = T_PATH,
+     FIELD(fleet_key_file),
+     .help = "The key every agent of the fleet shares (one line, 32 to 1024 bytes, mode 0640 or "
+             "stricter): keys and encrypts what goes to Redis; required with cache-redis-url"},
+    {.name = "cache-redis-prefix",
+     .reload = RELOAD_RESTART,
+     .type = T_STRING,
+     FIELD(cache_redis_prefix),
+     .def = "pta:",
+     .help = "Prefix of every Redis key (at most 200 bytes)"},
+    {.name = "cache-redis-password-file",
+     .reload = RELOAD_RESTART,
+     .type = T_PATH,
+     FIELD(cache_redis_password_file),
+     .help = "File holding the Redis AUTH password (the user, if any, is in the URL; mode 0640 "
+             "or stricter)"},
+    {.name = "cache-redis-timeout",
+     .reload = RELOAD_RESTART,
+     .type = T_DURATION,
+     FIELD(cache_redis_timeout_ms),
+     .unit_ms = 1,
+     .min = MS(1),
+     .max = SEC(10),
+     .def = "100ms",
+     .help = "Longest wait for one Redis command; then the request goes on to the identity "
+             "server (must be shorter than introspection-timeout)"},
+
     {.name = "http-listen",
      .alias = "metrics-listen",
      .reload = RELOAD_RESTART,
