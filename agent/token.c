@@ -48,6 +48,60 @@ void token_unref(struct token_info *ti)
     free(ti);
 }
 
+static int dup_opt(const char *s, char **out)
+{
+    *out = NULL;
+    if (!s)
+        return 0;
+    *out = strdup(s);
+    return *out ? 0 : -1;
+}
+
+/* What a minted entry adds (its audience and per-audience JWTs): a copy without them would
+ * forward the default audience's JWT to a route that asked for another one. */
+static int copy_minted(const struct token_info *ti, struct token_info *c)
+{
+    c->kind = ti->kind;
+    c->minted = ti->minted;
+    if (dup_opt(ti->aud, &c->aud) < 0)
+        return -1;
+    if (!ti->nalts)
+        return 0;
+    if (!(c->alts = calloc(ti->nalts, sizeof(*c->alts))))
+        return -1;
+    for (size_t i = 0; i < ti->nalts; i++) {
+        struct token_alt_jwt *a = &c->alts[c->nalts++];
+        a->jwt_len = ti->alts[i].jwt_len;
+        if (dup_opt(ti->alts[i].aud, &a->aud) < 0 || dup_opt(ti->alts[i].jwt, &a->jwt) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct token_info *token_info_stale_copy(const struct token_info *ti)
+{
+    if (!ti || ti->outcome != TOKEN_ACTIVE)
+        return NULL;
+    struct token_info *c = token_info_new(TOKEN_ACTIVE, ti->reason);
+    if (!c)
+        return NULL;
+    c->stale = true;
+    c->claims.exp = ti->claims.exp;
+    c->claims.has_exp = ti->claims.has_exp;
+    c->jwt_len = ti->jwt_len;
+    c->jwt = ti->jwt ? malloc(ti->jwt_len + 1) : NULL;
+    if ((ti->jwt && !c->jwt) || dup_opt(ti->claims.sub, &c->claims.sub) < 0 ||
+        dup_opt(ti->claims.client_id, &c->claims.client_id) < 0 ||
+        dup_opt(ti->claims.scope, &c->claims.scope) < 0 ||
+        dup_opt(ti->claims.sid, &c->claims.sid) < 0 || copy_minted(ti, c) < 0) {
+        token_unref(c);
+        return NULL;
+    }
+    if (c->jwt)
+        memcpy(c->jwt, ti->jwt, ti->jwt_len + 1);
+    return c;
+}
+
 static size_t opt_len(const char *s)
 {
     return s ? strlen(s) + 1 : 0;

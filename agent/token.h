@@ -55,6 +55,12 @@ struct token_info {
     int64_t max_age;    /* Cache-Control max-age in seconds, or -1 when absent */
     bool no_store;      /* Cache-Control: no-store */
     const char *reason; /* static text for logs, e.g. "IdP answered 401"; never token data */
+    /* Failure answers: > 0 lets the client retry after that many seconds (an open circuit
+     * breaker); HAProxy sends it as Retry-After with a 503. */
+    uint32_t retry_after_s;
+    /* Served from a cache entry past its TTL because the IdP failed (stale-if-error). Never
+     * stored again: the cache does not extend an entry's life. */
+    bool stale;
     enum idp_kind kind; /* for TOKEN_ACTIVE: what the IdP gave */
     /* The introspected claims (the RFC 7662 JSON object, the JWT payload or RFC 9701's
      * token_introspection), owned, for minting; NULL when not kept. Never modified once the entry
@@ -79,6 +85,9 @@ struct token_info *token_ref(struct token_info *ti);
 void token_unref(struct token_info *ti); /* frees at zero; NULL is a no-op */
 void token_claims_clear(struct token_claims *c);
 
+/* A copy of an active entry marked stale (stale-if-error): the JWT and the claims duplicated, the
+ * caching hints dropped. NULL on ENOMEM or when ti is not active. */
+struct token_info *token_info_stale_copy(const struct token_info *ti);
 /* Takes over obj (a JSON object) as ti->introspection and records its estimated size. NULL
  * drops the current one. */
 void token_info_set_introspection(struct token_info *ti, json_t *obj);

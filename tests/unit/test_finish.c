@@ -422,6 +422,16 @@ static void test_extra_audiences(void **state)
     assert_null(token_jwt_for(ti, "nowhere", 7, &len));
     assert_null(token_jwt_for(ti, "order", 5, &len)); /* a prefix is not the audience */
     assert_true(token_info_size(ti) > 3 * ti->jwt_len);
+
+    /* A stale copy (stale-if-error) keeps the per-audience JWTs and the session id. */
+    struct token_info *st = token_info_stale_copy(ti);
+    assert_non_null(st);
+    assert_true(st->stale);
+    assert_true(st->minted);
+    assert_string_equal(st->claims.sid, "sid-7");
+    assert_string_equal(token_jwt_for(st, "orders", 6, &len), token_jwt_for(ti, "orders", 6, &len));
+    assert_null(token_jwt_for(st, "nowhere", 7, &len));
+    token_unref(st);
     token_unref(ti);
 
     /* The IdP's own JWT: the audience is not ours to pick; it is forwarded as it is. */
