@@ -17,8 +17,10 @@
 #include "clock.h"
 #include "decision.h"
 #include "fastpath_writer.h"
+#include "l2_codec.h"
 #include "listener.h"
 #include "log.h"
+#include "redis_client.h"
 #include "stages.h"
 
 /* One SPOP connection as the worker sees it. */
@@ -43,8 +45,8 @@ struct pending {
     bool scopes_invalid;
     ev_tstamp queued_at; /* loop time when it started waiting, for the access log */
     char token_id[13];
-    char *scopes, *realm; /* owned copies of the message arguments */
-    size_t scopes_len, realm_len;
+    char *scopes, *realm, *audience; /* owned copies of the message arguments */
+    size_t scopes_len, realm_len, audience_len;
     char *auth; /* the Authorization value as sent, for the fast path's key; NULL without one */
     size_t auth_len;
 };
@@ -53,7 +55,7 @@ struct pending {
 struct notify_args {
     const struct spop_value *auth;
     unsigned auth_count;
-    struct spop_str scopes, realm;
+    struct spop_str scopes, realm, audience;
     bool scopes_invalid; /* present, but neither NULL nor a string */
 };
 
@@ -167,6 +169,8 @@ static void answer(struct agent *a, struct conn *c, uint64_t sid, uint64_t fid,
     send_ack(a, c, sid, fid, &d);
     publish(a, in, &d, o);
     a->metrics.ack_total++;
+    if (in->ti && in->ti->stale)
+        a->metrics.stale_served++;
     metrics_count_decision(&a->metrics, d.status);
     access_log(a, &d, token_id, idp_ms);
     decision_clear(&d);
@@ -205,6 +209,7 @@ static void pending_free(struct pending *p)
     free(p->scopes);
     free(p->realm);
     free(p->auth);
+    free(p->audience);
     free(p);
 }
 
@@ -223,6 +228,8 @@ static void pending_done(struct cache_waiter *w, struct token_info *ti)
             .scopes_invalid = p->scopes_invalid,
             .realm = p->realm,
             .realm_len = p->realm_len,
+            .audience = p->audience,
+            .audience_len = p->audience_len,
             .now = clock_seconds(),
             .cache = p->cache_tag,
         };
@@ -266,6 +273,8 @@ static int pending_keep_args(struct pending *p, const struct notify_args *r)
         return -1;
     if (r->realm.len && !(p->realm = dup_str(r->realm)))
         return -1;
+    if (r->audience.len && !(p->audience = dup_str(r->audience)))
+        return -1;
     p->scopes_len = r->scopes.len;
     p->realm_len = r->realm.len;
     const struct spop_value *v = r->auth;
@@ -274,6 +283,7 @@ static int pending_keep_args(struct pending *p, const struct notify_args *r)
             return -1;
         p->auth_len = v->u.s.len;
     }
+    p->audience_len = r->audience.len;
     return 0;
 }
 
@@ -321,6 +331,7 @@ static void request_from_message(const struct spop_message *m, struct notify_arg
     r->scopes_invalid = sv && sv->type != SPOP_DATA_NULL && sv->type != SPOP_DATA_STR &&
                         sv->type != SPOP_DATA_BIN; /* a requirement we cannot read is no pass */
     r->realm = arg_str(m, "realm");
+    r->audience = arg_str(m, "audience"); /* optional: which minted JWT the route forwards */
 }
 
 static enum bearer_result parse_credentials(const struct notify_args *r, const char **tok,
@@ -342,6 +353,8 @@ static void fill_input(struct decision_input *in, const struct notify_args *r, e
     in->scopes_invalid = r->scopes_invalid;
     in->realm = (const char *)r->realm.ptr;
     in->realm_len = r->realm.len;
+    in->audience = (const char *)r->audience.ptr;
+    in->audience_len = r->audience.len;
     in->now = clock_seconds();
 }
 
@@ -516,12 +529,26 @@ static void settings_from(struct agent *a, const struct config *cfg)
     a->conn_set.idle_timeout_ms = cfg->idle_timeout_ms;
 }
 
+/* The finishing stage reads the minting settings of the configuration in force. */
+static const struct minting *agent_minting(void *ud)
+{
+    const struct agent *a = ud;
+    return a->cfg ? &a->cfg->minting : NULL;
+}
+
 struct pipeline *agent_build_pipeline(struct agent *a)
 {
     struct pipeline *p = pipeline_new();
     if (!p)
         return NULL;
-    if (stage_l1_add(p, a->cache) < 0 || stage_finish_add(p) < 0 ||
+    /* stale sits above l2, so that l2 sees an IdP failure (and stores nothing) before stale swaps
+     * in the expired entry, and l1 never stores the stale copy either. */
+    if (stage_l1_add(p, a->cache) < 0 || stage_stale_add(p, a->cache) < 0 ||
+        (a->l2 && stage_l2_add(p, a->l2, a->l2_codec, a->cfg->cache_redis_prefix, a->cache,
+                               &a->metrics) < 0) ||
+        stage_finish_add(p, agent_minting, a) < 0 ||
+        stage_admission_add(p, &a->admission, &a->metrics) < 0 ||
+        (a->breaker && stage_breaker_add(p, a->breaker, &a->breaker_set) < 0) ||
         stage_introspect_add(p, a->idp, &a->metrics) < 0) {
         pipeline_free(p);
         return NULL;
@@ -559,14 +586,87 @@ int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *
     return 0;
 }
 
+/* The breaker's transitions, logged once each. */
+static void on_breaker_transition(void *ud, const char *name, enum breaker_state from,
+                                  enum breaker_state to, const char *why)
+{
+    const struct agent *a = ud;
+    if (to == BREAKER_OPEN)
+        log_warn("circuit breaker for %s: %s -> open (%s); misses are answered %u without "
+                 "calling the IdP for %u ms",
+                 name, breaker_state_name(from), why, a->breaker_set.failure_status,
+                 a->cfg->breaker.open_ms);
+    else
+        log_info("circuit breaker for %s: %s -> %s (%s)", name, breaker_state_name(from),
+                 breaker_state_name(to), why);
+}
+
+/* The breaker's name in logs: the endpoint's host[:port] (never a path or query). */
+static void endpoint_name(const char *url, char *out, size_t cap)
+{
+    const char *h = url ? strstr(url, "://") : NULL;
+    h = h ? h + 3 : "-";
+    size_t n = strcspn(h, "/?#");
+    log_printable(h, n, out, cap);
+}
+
+static struct breaker *new_breaker(struct agent *a, const struct config *cfg)
+{
+    char name[128];
+    endpoint_name(cfg->introspection_url, name, sizeof(name));
+    struct breaker *b = breaker_new(&cfg->breaker, name, clock_ms, NULL);
+    if (b)
+        breaker_on_transition(b, on_breaker_transition, a);
+    return b;
+}
+
+static void on_l2_state(void *ud, bool subscriber, bool up)
+{
+    struct agent *a = ud;
+    if (!subscriber)
+        a->metrics.l2_up = up;
+}
+
+/* The shared cache's codec and client (connecting from now on, in the background). */
+static int l2_start(struct agent *a, const struct config *cfg)
+{
+    if (!cfg->cache_redis_url)
+        return 0;
+    a->l2_codec = l2_codec_new((const uint8_t *)cfg->fleet_key, cfg->fleet_key_len);
+    if (!a->l2_codec) {
+        log_error("shared cache: cannot derive keys from the fleet key");
+        return -1;
+    }
+    struct redis_client_settings s;
+    redis_client_settings_default(&s);
+    s.url = cfg->redis;
+    s.password = cfg->cache_redis_password;
+    s.command_timeout_ms = cfg->cache_redis_timeout_ms;
+    s.name = "shared cache (Redis)";
+    static const struct redis_client_ops ops = {.state = on_l2_state};
+    char err[256] = "";
+    a->l2 = redis_client_new(a->loop, &s, &ops, a, err, sizeof(err));
+    if (!a->l2) {
+        log_error("shared cache: %s", err);
+        return -1;
+    }
+    a->metrics.l2_enabled = true;
+    return 0;
+}
+
 int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, struct cache *cache)
 {
     struct introspect_config ic;
     config_introspect(cfg, &ic);
     agent_setup(a, loop, cfg, cache);
     a->idp = introspector_new(loop, &ic);
-    if (a->idp)
-        a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics */
+    a->breaker = new_breaker(a, cfg);
+    a->breaker_set.failure_status = cfg->breaker_failure_answer;
+    a->metrics.breaker = a->breaker;
+    ratelimit_init(&a->admission, cfg->max_introspection_rate, 0, clock_ms(NULL));
+    if (a->idp && a->breaker && l2_start(a, cfg) == 0)
+        a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics,
+                                                * a->breaker */
     if (!a->pipeline) {
         agent_fini(a);
         return -1;
@@ -602,6 +702,10 @@ int agent_reconfigure(struct agent *a, const struct config *cfg)
     config_introspect(cfg, &ic);
     if (a->idp && introspector_reconfigure(a->idp, &ic) < 0)
         return -1;
+    if (a->breaker)
+        breaker_reconfigure(a->breaker, &cfg->breaker);
+    a->breaker_set.failure_status = cfg->breaker_failure_answer;
+    ratelimit_set(&a->admission, cfg->max_introspection_rate, 0, clock_ms(NULL));
     settings_from(a, cfg);
     return 0;
 }
@@ -630,11 +734,19 @@ void agent_fini(struct agent *a)
     conn_flusher_stop(&a->flusher);
     if (a->listener)
         listener_free(a->listener);
+    /* Redis first: its pending GETs pass their flights on to the introspector, which resolves
+     * every flight it holds when freed. */
+    redis_client_free(a->l2);
     if (a->idp)
         introspector_free(a->idp); /* resolves the flights left; nobody waits on them now */
     pipeline_free(a->pipeline);
     fpw_free(a->fastpath);
     a->fastpath = NULL;
+    breaker_free(a->breaker);
+    a->breaker = NULL;
+    l2_codec_free(a->l2_codec);
+    a->l2 = NULL;
+    a->l2_codec = NULL;
     free(a->spare);
     a->listener = NULL;
     a->idp = NULL;

@@ -55,10 +55,11 @@ struct cache_node {
         struct list lru; /* entry: position in the LRU list */
         struct {
             struct cache_waiter *head, *tail; /* flight: FIFO of waiters */
+            struct token_info *stale; /* flight: the expired entry kept for stale-if-error */
         } wq;
     } u;
     struct token_info *ti; /* entry: the cache's reference; NULL for a flight */
-    int64_t expires_ms;    /* entry: gone when the clock reaches it */
+    int64_t expires_ms;    /* entry: gone when the clock reaches it; flight: the stale one's */
     size_t cost;           /* entry: bytes counted in c->bytes */
 };
 
@@ -120,8 +121,8 @@ static int64_t exp_deadline_ms(int64_t exp, uint32_t skew)
 static int64_t ttl_ms(const struct cache *c, const struct token_info *ti, int64_t now)
 {
     int64_t ttl;
-    if (c->cfg.honour_no_store && ti->no_store)
-        return 0;
+    if (ti->stale || (c->cfg.honour_no_store && ti->no_store))
+        return 0; /* a stale copy must never look fresh */
     if (ti->outcome == TOKEN_INACTIVE)
         return (int64_t)c->cfg.negative_ttl * MS_PER_S;
     if (ti->outcome != TOKEN_ACTIVE)
@@ -395,6 +396,7 @@ struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, vo
 
 static void flight_free(struct cache_node *f)
 {
+    token_unref(f->u.wq.stale);
     free(f); /* waiters belong to their callers and are not called */
 }
 
@@ -472,6 +474,57 @@ static enum cache_lookup entry_hit(struct cache *c, struct cache_node *n, struct
     return CACHE_HIT;
 }
 
+/* ---- stale-if-error ---- */
+
+static bool within_grace(const struct cache *c, const struct token_info *ti, int64_t expired_at,
+                         int64_t now)
+{
+    if (c->cfg.stale_grace == 0 || !ti || ti->outcome != TOKEN_ACTIVE || ti->stale)
+        return false;
+    if (now - expired_at >= (int64_t)c->cfg.stale_grace * MS_PER_S)
+        return false;
+    return !ti->claims.has_exp || exp_deadline_ms(ti->claims.exp, 0) > now;
+}
+
+/* The expired entry n becomes the flight for its key, keeping its token_info as the stale one:
+ * the same node, so the table slot stays valid. It leaves the LRU and the budget meanwhile. */
+static enum cache_lookup flight_from_stale(struct cache *c, struct cache_node *n,
+                                           struct cache_waiter *w)
+{
+    struct token_info *old = n->ti;
+    list_del(&n->u.lru);
+    c->st.entries--;
+    c->st.bytes -= n->cost;
+    n->ti = NULL;
+    n->cost = 0;
+    n->u.wq.head = n->u.wq.tail = NULL;
+    n->u.wq.stale = old;
+    waiter_append(n, w);
+    c->st.misses++;
+    c->st.flights++;
+    return CACHE_LEAD;
+}
+
+struct token_info *cache_stale(struct cache *c, const struct cache_key *k)
+{
+    int64_t now = now_ms(c);
+    struct cache_node *n = *table_slot(c, k);
+    if (!n)
+        return NULL;
+    struct token_info *ti = n->ti ? n->ti : n->u.wq.stale;
+    if (n->ti && n->expires_ms > now)
+        return NULL; /* fresh: not a stale-if-error matter */
+    if (!within_grace(c, ti, n->expires_ms, now))
+        return NULL;
+    c->st.stale++;
+    return token_ref(ti);
+}
+
+static bool idp_failed(const struct token_info *ti)
+{
+    return !ti || ti->stale || (ti->outcome != TOKEN_ACTIVE && ti->outcome != TOKEN_INACTIVE);
+}
+
 enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struct cache_waiter *w,
                                struct token_info **ti)
 {
@@ -486,6 +539,8 @@ enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struc
     if (n && n->expires_ms > now)
         return entry_hit(c, n, ti);
     if (n) {
+        if (within_grace(c, n->ti, n->expires_ms, now))
+            return flight_from_stale(c, n, w); /* counted as an expiration once it is dropped */
         c->st.expirations++;
         entry_drop(c, n);
     }
@@ -505,14 +560,20 @@ bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waite
     return false;
 }
 
-/* Removes k's flight, if any, and returns its waiters. */
-static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k)
+/* Removes k's flight, if any, and returns its waiters; its stale entry (a reference) and that
+ * entry's expiry go to *stale and *stale_expires. */
+static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k,
+                                        struct token_info **stale, int64_t *stale_expires)
 {
     struct cache_node **slot = table_slot(c, k), *f = *slot;
     struct cache_waiter *head;
+    *stale = NULL;
     if (!f || f->ti)
         return NULL;
     head = f->u.wq.head;
+    *stale = f->u.wq.stale;
+    *stale_expires = f->expires_ms;
+    f->u.wq.stale = NULL;
     *slot = f->chain;
     flight_free(f);
     c->st.flights--;
@@ -521,11 +582,16 @@ static struct cache_waiter *flight_take(struct cache *c, const struct cache_key 
 
 void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti)
 {
-    int64_t now = now_ms(c);
-    struct dispatch d = {.key = *k, .head = flight_take(c, k), .outer = c->dispatching};
+    int64_t now = now_ms(c), stale_expires = 0;
+    struct token_info *stale;
+    struct dispatch d = {
+        .key = *k, .head = flight_take(c, k, &stale, &stale_expires), .outer = c->dispatching};
     int64_t ttl = ti ? ttl_ms(c, ti, now) : 0;
     if (ttl > 0)
         entry_store(c, k, ti, now, ttl);
+    else if (stale && idp_failed(ti) && within_grace(c, stale, stale_expires, now))
+        entry_store(c, k, stale, now, stale_expires - now); /* back as it was: still expired */
+    token_unref(stale);
     /* From here the flight is gone and the entry (if any) is visible, so a done() that looks k up
      * again gets a HIT or leads a new flight. Our reference keeps ti alive even if a re-entrant
      * call evicts the entry. Each waiter is popped before its done() runs, since done() frees it,
@@ -539,6 +605,11 @@ void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info
     }
     c->dispatching = d.outer;
     token_unref(ti);
+}
+
+int64_t cache_ttl_ms(const struct cache *c, const struct token_info *ti)
+{
+    return ttl_ms(c, ti, now_ms(c));
 }
 
 void cache_get_stats(const struct cache *c, struct cache_stats *st)

@@ -11,9 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "breaker.h"
 #include "cache.h"
 #include "introspect.h"
 #include "log.h"
+#include "minting.h"
+#include "redis_url.h"
 
 #define CONFIG_ERR_LEN 512
 
@@ -53,6 +56,28 @@ struct config {
     char *fastpath_key;      /* its base64 text, loaded by config_finalize() */
     uint32_t fastpath_ttl;   /* seconds an entry lives at most */
     unsigned fastpath_max_entries;
+    /* identity server failures */
+    struct breaker_config breaker;
+    unsigned breaker_failure_answer; /* 503 (with Retry-After) or 502 */
+    unsigned introspection_retries;  /* 0 or 1 */
+    unsigned max_introspection_rate; /* new-token introspections per second; 0: unlimited */
+
+    /* shared cache (L2, Redis); every option restart-only */
+    char *cache_redis_url;    /* NULL: no shared cache */
+    struct redis_url redis;   /* cache_redis_url parsed by config_finalize() */
+    char *cache_redis_prefix; /* prepended to every key */
+    char *cache_redis_password_file;
+    char *cache_redis_password; /* loaded by config_finalize(); NULL: no AUTH */
+    unsigned cache_redis_timeout_ms;
+    char *fleet_key_file;
+    char *fleet_key; /* loaded by config_finalize(); keys L1 too when set */
+    size_t fleet_key_len;
+
+    /* gateway-minted JWTs (issue 11): the option strings, and what config_finalize() builds */
+    char *jwt_source, *signing_key_file, *jwt_issuer, *jwt_audience, *jwt_claims, *jwks_file;
+    char *inactive_statuses;
+    unsigned jwt_max_lifetime_s;
+    struct minting minting; /* keys loaded, lists parsed; see minting.h */
 
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */

@@ -15,6 +15,7 @@
 #include "addr.h"
 #include "config_internal.h"
 #include "fastpath.h"
+#include "l2_codec.h"
 #include "secret_file.h"
 
 static const struct secret_spec client_secret_spec = {.what = "client secret"};
@@ -23,6 +24,9 @@ static const struct secret_spec admin_token_spec = {.what = "admin token", .stri
 /* HAProxy reads the same file as a map file: comment lines are allowed. */
 static const struct secret_spec fastpath_key_spec = {
     .what = "fast-path key", .strict = true, .multi_line = true};
+static const struct secret_spec fleet_key_spec = {
+    .what = "fleet key", .max = L2_FLEET_KEY_MAX, .strict = true};
+static const struct secret_spec redis_password_spec = {.what = "Redis password", .strict = true};
 
 static int secret_from_env(const char *v, char **out, char *err, size_t errlen)
 {
@@ -172,6 +176,60 @@ static int check_addresses(const struct config *c, char *err, size_t errlen)
     return 0;
 }
 
+static int fleet_key(struct config *c, char *err, size_t errlen)
+{
+    secret_free(&c->fleet_key);
+    c->fleet_key_len = 0;
+    if (!c->fleet_key_file)
+        return 0;
+    if (secret_file_read(c->fleet_key_file, &fleet_key_spec, &c->fleet_key, &c->fleet_key_len, err,
+                         errlen) < 0)
+        return -1;
+    if (c->fleet_key_len < L2_FLEET_KEY_MIN)
+        return config_fail(err, errlen,
+                           "fleet key file '%s' is too short: at least %d bytes (e.g. the output "
+                           "of 'openssl rand -base64 48')",
+                           c->fleet_key_file, L2_FLEET_KEY_MIN);
+    return 0;
+}
+
+/* The shared cache: a URL the client accepts, a host that resolves (as the client will resolve
+ * it when the agent starts), the fleet key, the password, a timeout that leaves the identity
+ * server its time. */
+static int check_redis(struct config *c, char *err, size_t errlen)
+{
+    secret_free(&c->cache_redis_password);
+    if (!c->cache_redis_url)
+        return 0;
+    char why[CONFIG_ERR_LEN];
+    if (redis_url_parse(c->cache_redis_url, &c->redis, why, sizeof(why)) < 0)
+        return config_fail(err, errlen, "%s", why);
+    if (!c->fleet_key)
+        return config_fail(err, errlen,
+                           "cache-redis-url needs fleet-key-file: the key every agent of the fleet "
+                           "shares, which keys and encrypts what goes to Redis");
+    if (!c->cache_redis_prefix || strlen(c->cache_redis_prefix) > 200)
+        return config_fail(err, errlen, "cache-redis-prefix is longer than 200 bytes");
+    if (c->cache_redis_timeout_ms >= c->introspection_timeout_ms)
+        return config_fail(err, errlen,
+                           "cache-redis-timeout must be shorter than introspection-timeout (a "
+                           "slow Redis must leave the identity server its time)");
+    if (c->cache_redis_password_file &&
+        secret_file_read(c->cache_redis_password_file, &redis_password_spec,
+                         &c->cache_redis_password, NULL, err, errlen) < 0)
+        return -1;
+    if (c->redis.unix_socket)
+        return 0;
+    struct addr a = {.kind = ADDR_TCP};
+    snprintf(a.host, sizeof(a.host), "%s", c->redis.host);
+    snprintf(a.port, sizeof(a.port), "%d", c->redis.port);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (addr_resolve(&a, &ss, &len, why, sizeof(why)) < 0)
+        return config_fail(err, errlen, "cache-redis-url: %s", why);
+    return 0;
+}
+
 static void warn_risky(const struct config *c)
 {
     if (c->admin_token_file && !c->http_listen)
@@ -185,11 +243,30 @@ static void warn_risky(const struct config *c)
         log_warn("the client secret is sent to %s without TLS", c->introspection_url);
 }
 
+/* The jwt-* options: keys loaded now, so that --check-config means "this will start" and a
+ * reload with a broken key file keeps the running configuration. */
+static int load_minting(struct config *c, char *err, size_t errlen)
+{
+    minting_clear(&c->minting);
+    const struct minting_options o = {
+        .jwt_source = c->jwt_source,
+        .signing_key_files = c->signing_key_file,
+        .jwt_issuer = c->jwt_issuer,
+        .jwt_audience = c->jwt_audience,
+        .jwt_max_lifetime_s = c->jwt_max_lifetime_s,
+        .jwt_claims = c->jwt_claims,
+        .inactive_statuses = c->inactive_statuses,
+    };
+    return minting_load(&c->minting, &o, err, errlen);
+}
+
 int config_finalize(struct config *c, char *err, size_t errlen)
 {
     if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
         admin_token(c, err, errlen) < 0 || fastpath_key(c, err, errlen) < 0 ||
-        check_tls(c, err, errlen) < 0 || check_client_auth(c, err, errlen) < 0)
+        fleet_key(c, err, errlen) < 0 ||
+        check_redis(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
+        check_client_auth(c, err, errlen) < 0 || load_minting(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;
@@ -212,5 +289,7 @@ void config_introspect(const struct config *c, struct introspect_config *out)
         .connect_timeout_ms = c->connect_timeout_ms,
         .max_concurrent = c->max_concurrent_introspections,
         .max_response = c->max_response_size,
+        .max_retries = c->introspection_retries,
+        .classify = &c->minting.classify,
     };
 }

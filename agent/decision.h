@@ -26,6 +26,7 @@
 #define VAR_CLIENT_ID "client_id"
 #define VAR_SCOPE "scope"
 #define VAR_CACHE "cache"
+#define VAR_RETRY_AFTER "retry_after"
 
 struct decision_input {
     enum bearer_result bearer;
@@ -36,8 +37,10 @@ struct decision_input {
     bool scopes_invalid; /* the route sent its scopes as something else than a string: 500 */
     const char *realm;   /* may be NULL: DECISION_DEFAULT_REALM */
     size_t realm_len;
+    const char *audience; /* the route's audience for a minted JWT (byte range), may be NULL */
+    size_t audience_len;
     int64_t now;       /* seconds since the epoch, to refuse an expired cached token */
-    const char *cache; /* "hit", "miss", "coalesced", "negative", or NULL */
+    const char *cache; /* "hit", "miss", "coalesced", "negative", or NULL ("stale" comes from ti) */
 };
 
 struct decision {
@@ -47,7 +50,8 @@ struct decision {
     const char *jwt;        /* borrowed from the token_info; only on 200 */
     size_t jwt_len;
     const char *sub, *client_id, *scope; /* borrowed; may be NULL */
-    const char *cache;                   /* borrowed; may be NULL */
+    const char *cache;                   /* borrowed; may be NULL; "stale" for a stale ti */
+    uint32_t retry_after_s;              /* a 503 the client may retry after that long; 0 none */
 };
 
 /* Fills *out. Returns 0, or -1 when out of memory (then *out is a bare 500). Rules, in order:
@@ -56,7 +60,8 @@ struct decision {
  *   BEARER_MALFORMED                      -> 400 invalid_request
  *   TOKEN_ACTIVE with exp <= now          -> 401 invalid_token (a cached entry outliving its token)
  *   TOKEN_ACTIVE, a required scope absent -> 403 insufficient_scope, scope="<required, normalised>"
- *   TOKEN_ACTIVE                          -> 200 with the JWT
+ *   TOKEN_ACTIVE                          -> 200 with the JWT (a minted entry: the one for the
+ *                                            route's audience; none configured for it -> 500)
  *   TOKEN_INACTIVE                        -> 401 invalid_token
  *   TOKEN_IDP_ERROR / _UNAVAIL / _UNKNOWN -> 502 / 503 / 500 server_error, no challenge
  * Required scopes are separated by spaces or tabs, matched exactly (case-sensitive) against the
@@ -65,7 +70,9 @@ struct decision {
  * is known active and unexpired). The realm, and the required scopes, are byte ranges (not
  * NUL-terminated); a realm that is empty, longer than DECISION_MAX_REALM or has a control or
  * non-ASCII byte is replaced by the default, '"' and '\' are escaped. sub, client_id and scope are
- * set whenever the token resolved active (200, 403, expired 401), the JWT only on 200. */
+ * set whenever the token resolved active (200, 403, expired 401), the JWT only on 200. A token_info
+ * marked stale (stale-if-error) sets cache to "stale"; a 503 carries the token_info's
+ * retry_after_s (the retry_after variable). */
 int decide(const struct decision_input *in, struct decision *out);
 void decision_clear(struct decision *d);
 

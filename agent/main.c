@@ -12,12 +12,15 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include <openssl/crypto.h>
+
 #include "agent.h"
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "http_router.h"
 #include "http_server.h"
+#include "l2_codec.h"
 #include "log.h"
 #include "version.h"
 
@@ -61,6 +64,28 @@ static void free_config(struct config *c)
     free(c);
 }
 
+/* jwks-file: the JWKS for APIs that read it from disk, rewritten with every configuration (a
+ * reload may bring new keys). A failure is logged, never fatal: the HTTP route still serves it. */
+static void write_jwks_file(const struct config *c)
+{
+    if (!c->jwks_file || !c->minting.minter.keys)
+        return;
+    char err[512];
+    if (keyring_write_jwks(c->minting.minter.keys, c->jwks_file, err, sizeof(err)) < 0)
+        log_error("%s", err);
+    else
+        log_info("JWKS written to %s (%zu key(s))", c->jwks_file, c->minting.minter.keys->nkeys);
+}
+
+static void log_signing_key(const struct config *c)
+{
+    const struct jws_key *k = keyring_signer(c->minting.minter.keys);
+    if (k)
+        log_info("minted JWTs (jwt-source %s) signed with %s key %s, %zu key(s) published",
+                 jwt_source_name(c->minting.mode), jws_alg_name(k->alg), k->kid,
+                 c->minting.minter.keys->nkeys);
+}
+
 static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct daemon *d = w->data;
@@ -85,6 +110,8 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
     cache_reconfigure(d->cache, &next->cache);
     free_config(d->cfg);
     d->cfg = next;
+    write_jwks_file(next);
+    log_signing_key(next);
     if (d->http && http_server_set_admin_token(d->http, next->admin_token) < 0) {
         http_server_set_admin_token(d->http, NULL); /* fail closed: not the old token */
         log_error("reload: out of memory for the admin token; the admin API is off");
@@ -153,6 +180,7 @@ static void serve_healthz(void *ud, const struct http_request *req, struct http_
 static void serve_metrics(void *ud, const struct http_request *req, struct http_response *resp)
 {
     struct daemon *d = ud;
+    d->agent.metrics.idp_retries = introspector_retries(d->agent.idp);
     const struct metrics *workers[1] = {&d->agent.metrics};
     struct cache_stats cs;
     cache_get_stats(d->cache, &cs);
@@ -181,9 +209,21 @@ static void serve_admin_status(void *ud, const struct http_request *req, struct 
     free(text);
 }
 
+/* The gateway's public keys (RFC 7517), for APIs verifying minted JWTs. Short max-age: after a
+ * rotation, APIs see the new key within minutes (and jose-style clients refetch on an unknown kid).
+ */
+static void serve_jwks(void *ud, const struct http_request *req, struct http_response *resp)
+{
+    struct daemon *d = ud;
+    size_t len;
+    http_response_json(resp, 200, minting_jwks(&d->cfg->minting, &len));
+    resp->cache_control = "public, max-age=300";
+}
+
 static void add_routes(struct daemon *d, struct http_router *r)
 {
     const struct http_route routes[] = {
+        {.method = "GET", .path = "/.well-known/jwks.json", .fn = serve_jwks, .ud = d},
         {.method = "GET", .path = "/metrics", .fn = serve_metrics, .ud = d},
         {.method = "GET", .path = "/healthz", .fn = serve_healthz, .ud = d},
         {.method = "GET",
@@ -219,6 +259,19 @@ static int start_http(struct daemon *d, struct ev_loop *loop)
     return 0;
 }
 
+/* With a fleet key, L1 is keyed like the shared cache, so one HMAC per request serves both. */
+static struct cache *new_cache(const struct config *cfg)
+{
+    if (!cfg->fleet_key)
+        return cache_new(&cfg->cache, clock_ms, NULL, NULL, 0);
+    uint8_t key[L2_KEY_LEN];
+    if (l2_entry_hmac_key_of((const uint8_t *)cfg->fleet_key, cfg->fleet_key_len, key) < 0)
+        return NULL;
+    struct cache *c = cache_new(&cfg->cache, clock_ms, NULL, key, sizeof(key));
+    OPENSSL_cleanse(key, sizeof(key));
+    return c;
+}
+
 static int run(struct daemon *d)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
@@ -226,7 +279,7 @@ static int run(struct daemon *d)
         log_error("cannot create the event loop");
         return 1;
     }
-    d->cache = cache_new(&d->cfg->cache, clock_ms, NULL, NULL, 0);
+    d->cache = new_cache(d->cfg);
     if (!d->cache) {
         log_error("cannot create the cache");
         return 1;
@@ -269,6 +322,8 @@ int main(int argc, char **argv)
         printf("configuration is valid\n");
     else if (action == CONFIG_RUN) {
         log_init(d.cfg->log_level, d.cfg->syslog);
+        write_jwks_file(d.cfg);
+        log_signing_key(d.cfg);
         rc = run(&d);
     }
     free_config(d.cfg);
