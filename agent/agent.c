@@ -149,6 +149,8 @@ static void publish(struct agent *a, const struct decision_input *in, const stru
         .auth_len = o->auth_len,
         .scopes = in->required_scopes,
         .scopes_len = in->required_scopes_len,
+        .audience = in->audience,
+        .audience_len = in->audience_len,
         .token_exp = in->ti && in->ti->claims.has_exp ? in->ti->claims.exp : 0,
     };
     /* A CLI line must fit HAProxy's buffer (tune.bufsize, 16 KB by default, the line is the JWT

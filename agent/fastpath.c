@@ -27,6 +27,8 @@ const char *fp_refusal_name(enum fp_refusal r)
         return "bad-auth";
     case FP_BAD_SCOPES:
         return "bad-scopes";
+    case FP_BAD_AUDIENCE:
+        return "bad-audience";
     case FP_SHORT_LIFETIME:
         return "short-lifetime";
     }
@@ -52,7 +54,8 @@ static bool jwt_ok(const char *jwt, size_t len, size_t max)
     return true;
 }
 
-/* The key's message is auth "|" scopes "|" secret. With '|' in neither part (the secret is base64)
+/* The key's message is auth "|" scopes "|" audience "|" secret. With '|' in no part (the secret is
+ * base64)
  * the message splits one way only, so no other (auth, scopes) pair can share an entry's key. Only
  * visible ASCII and spaces: HAProxy never sends anything else in a header value it parsed. */
 static bool key_part_ok(const char *s, size_t len)
@@ -88,6 +91,8 @@ enum fp_refusal fp_admit(const struct fp_candidate *c, const struct fp_limits *l
         return FP_BAD_AUTH;
     if (c->scopes && !key_part_ok(c->scopes, c->scopes_len))
         return FP_BAD_SCOPES;
+    if (c->audience && !key_part_ok(c->audience, c->audience_len))
+        return FP_BAD_AUDIENCE;
     int64_t end = now + (int64_t)l->ttl;
     if (c->token_exp > 0)
         end = min_positive(end, c->token_exp - (int64_t)l->skew);
@@ -173,7 +178,8 @@ int fp_secret_parse(const char *text, size_t len, char out[FP_SECRET_MAX + 1], c
 /* ---- the map key ---- */
 
 int fp_map_key(const char *secret, size_t secret_len, const char *auth, size_t auth_len,
-               const char *scopes, size_t scopes_len, char out[FP_KEY_HEX + 1])
+               const char *scopes, size_t scopes_len, const char *audience, size_t audience_len,
+               char out[FP_KEY_HEX + 1])
 {
     static const char hex[] = "0123456789ABCDEF";
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -182,6 +188,8 @@ int fp_map_key(const char *secret, size_t secret_len, const char *auth, size_t a
     int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
              EVP_DigestUpdate(ctx, auth, auth_len) == 1 && EVP_DigestUpdate(ctx, "|", 1) == 1 &&
              (!scopes || EVP_DigestUpdate(ctx, scopes, scopes_len) == 1) &&
+             EVP_DigestUpdate(ctx, "|", 1) == 1 &&
+             (!audience || EVP_DigestUpdate(ctx, audience, audience_len) == 1) &&
              EVP_DigestUpdate(ctx, "|", 1) == 1 && EVP_DigestUpdate(ctx, secret, secret_len) == 1 &&
              EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen >= FP_KEY_HEX / 2;
     EVP_MD_CTX_free(ctx);

@@ -9,10 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The map key: SHA-256(<Authorization value> "|" <required scopes> "|" <shared key text>), the
- * first 16 bytes in upper-case hex. haproxy.cfg computes it with
- *   req.fhdr(Authorization),concat(|,txn.phantom_scopes,|),concat(,proc.pta_fp_key),sha2(256),
- *   bytes(0,16),hex
+/* The map key: SHA-256(<Authorization value> "|" <required scopes> "|" <audience> "|" <shared key
+ * text>), the first 16 bytes in upper-case hex: everything a positive decision depends on (the
+ * route's scopes, and the route's audience, which picks the minted JWT). haproxy.cfg computes it
+ * with req.fhdr(Authorization),concat(|,txn.phantom_scopes,|),concat(,txn.phantom_audience,|),
+ *   concat(,proc.pta_fp_key),sha2(256),bytes(0,16),hex
  * (sha2, not hmac: HAProxy's hmac converter costs ~4 us per request, sha2 ~0.3 us). The shared key
  * is secret and ends the message, and the digest is truncated, so neither length extension nor a
  * dump of the map's keys reveals or forges anything without it. */
@@ -35,6 +36,7 @@ enum fp_refusal {
     FP_MULTI_AUTH,    /* not exactly one Authorization header: the agent's 400 must stand */
     FP_BAD_AUTH,      /* empty, too long, or a byte that would make the key ambiguous ('|', CTL) */
     FP_BAD_SCOPES,    /* the route's requirement holds '|' or a control byte */
+    FP_BAD_AUDIENCE,  /* the route's audience holds '|' or a control byte */
     FP_SHORT_LIFETIME /* the token expires (minus the skew) before the next second */
 };
 
@@ -50,6 +52,8 @@ struct fp_candidate {
     size_t auth_len;
     const char *scopes; /* txn.phantom_scopes as sent; NULL = unset, hashed as "" */
     size_t scopes_len;
+    const char *audience; /* the SPOE "audience" argument (txn.phantom_audience); NULL = "" */
+    size_t audience_len;
     int64_t token_exp; /* the token's exp (seconds), 0 when the IdP gave none */
     int64_t not_after; /* the agent's own cache entry's end (seconds), 0 when unknown */
 };
@@ -72,10 +76,11 @@ enum fp_refusal fp_admit(const struct fp_candidate *c, const struct fp_limits *l
 int fp_secret_parse(const char *text, size_t len, char out[FP_SECRET_MAX + 1], char *err,
                     size_t errlen);
 
-/* The map key of (auth, scopes) under secret; out gets FP_KEY_HEX digits and a NUL. Returns 0, -1
- * when a digest fails. The caller has checked the bytes with fp_admit(). */
+/* The map key of (auth, scopes, audience) under secret; out gets FP_KEY_HEX digits and a NUL.
+ * Returns 0, -1 when a digest fails. The caller has checked the bytes with fp_admit(). */
 int fp_map_key(const char *secret, size_t secret_len, const char *auth, size_t auth_len,
-               const char *scopes, size_t scopes_len, char out[FP_KEY_HEX + 1]);
+               const char *scopes, size_t scopes_len, const char *audience, size_t audience_len,
+               char out[FP_KEY_HEX + 1]);
 
 /* A map identifier the runtime API will take as one word: a path, "#<id>", or 3.x "virt@name".
  * 1..FP_MAP_NAME_MAX bytes of [A-Za-z0-9._/#@:+-], not starting with '@' (that is a version or a

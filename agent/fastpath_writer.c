@@ -237,8 +237,8 @@ void fpw_publish(struct fastpath_writer *w, const struct fp_candidate *c, const 
         return;
     }
     char key[FP_KEY_HEX + 1];
-    if (fp_map_key(w->secret, w->secret_len, c->auth, c->auth_len, c->scopes, c->scopes_len, key) <
-        0) {
+    if (fp_map_key(w->secret, w->secret_len, c->auth, c->auth_len, c->scopes, c->scopes_len,
+                   c->audience, c->audience_len, key) < 0) {
         w->st.refused++;
         return;
     }

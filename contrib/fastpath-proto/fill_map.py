@@ -2,7 +2,7 @@
 """Fills the fast-path map of a running HAProxy over its stats socket (prototype benchmark helper).
 
 Each entry is what the agent would publish for a positive decision: key = hex(SHA-256(
-"<Authorization value>|<required scopes>|<key file's base64 text>")[:16]) in upper case (HAProxy's "hex" converter), value =
+"<Authorization value>|<required scopes>|<audience>|<key file's base64 text>")[:16]) in upper case (HAProxy's "hex" converter), value =
 "<expiry epoch>:<JWT>". Uses the payload form of "add map" on one connection, in batches.
 """
 import argparse
@@ -23,8 +23,8 @@ def read_key(path):
     raise SystemExit("no fastpath-key line in " + path)
 
 
-def map_key(key, authorization, scopes):
-    msg = (authorization + "|" + scopes + "|" + key).encode()
+def map_key(key, authorization, scopes, audience=""):
+    msg = (authorization + "|" + scopes + "|" + audience + "|" + key).encode()
     return hashlib.sha256(msg).digest()[:16].hex().upper()
 
 

@@ -33,7 +33,7 @@ GLOBAL_RULES = """
 
 FRONTEND_RULES = """\
 .if defined(PHANTOM_FASTPATH_MAP)
-    http-request set-var(txn.fp) req.fhdr(Authorization),concat(|,txn.phantom_scopes,|),concat(,proc.pta_fp_key),sha2(256),bytes(0,16),hex,map("${PHANTOM_FASTPATH_MAP}") if { req.fhdr_cnt(Authorization) eq 1 }
+    http-request set-var(txn.fp) req.fhdr(Authorization),concat(|,txn.phantom_scopes,|),concat(,txn.phantom_audience,|),concat(,proc.pta_fp_key),sha2(256),bytes(0,16),hex,map("${PHANTOM_FASTPATH_MAP}") if { req.fhdr_cnt(Authorization) eq 1 }
     http-request set-var(txn.fp_exp) var(txn.fp),bytes(0,10)
     acl fp_fresh date,sub(txn.fp_exp) lt 0
     http-request set-header Authorization "Bearer %[var(txn.fp),bytes(11)]" if fp_fresh
@@ -58,8 +58,8 @@ def fastpath_cfg(src):
     return cfg.replace(spoe, FRONTEND_RULES + spoe, 1)
 
 
-def map_key(authorization, scopes=""):
-    msg = (authorization + "|" + scopes + "|" + KEY_B64).encode()
+def map_key(authorization, scopes="", audience=""):
+    msg = (authorization + "|" + scopes + "|" + audience + "|" + KEY_B64).encode()
     return hashlib.sha256(msg).digest()[:16].hex().upper()
 
 

@@ -138,6 +138,12 @@ static void admit_refuses_bytes_that_could_inject_or_collide(void **state)
     c.scopes = NULL; /* unset: the unscoped route */
     c.scopes_len = 0;
     assert_int_equal(fp_admit(&c, &LIM, NOW, &exp), FP_OK);
+    c.audience = "orders|x";
+    c.audience_len = strlen(c.audience);
+    assert_int_equal(fp_admit(&c, &LIM, NOW, &exp), FP_BAD_AUDIENCE);
+    c.audience = "orders";
+    c.audience_len = 6;
+    assert_int_equal(fp_admit(&c, &LIM, NOW, &exp), FP_OK);
     assert_string_equal(fp_refusal_name(FP_BAD_SCOPES), "bad-scopes");
 }
 
@@ -186,15 +192,18 @@ static void map_key_matches_haproxy(void **state)
     (void)state;
     char key[FP_KEY_HEX + 1];
     const char *auth = "Bearer abc.DEF-123_~+/=";
-    assert_int_equal(fp_map_key(SECRET, strlen(SECRET), auth, strlen(auth), "admin read", 10, key),
-                     0);
-    assert_string_equal(key, "E1E20D875228E28365ECB48B8A02D184");
+    size_t n = strlen(auth), sl = strlen(SECRET);
+    assert_int_equal(fp_map_key(SECRET, sl, auth, n, "admin read", 10, NULL, 0, key), 0);
+    assert_string_equal(key, "A82E1660DA809CB537FCB2B2366C549D");
     /* txn.phantom_scopes unset (the unscoped route): HAProxy's concat appends nothing */
-    assert_int_equal(fp_map_key(SECRET, strlen(SECRET), auth, strlen(auth), NULL, 0, key), 0);
-    assert_string_equal(key, "386C577700820EDE425AD0CEE6571D18");
+    assert_int_equal(fp_map_key(SECRET, sl, auth, n, NULL, 0, NULL, 0, key), 0);
+    assert_string_equal(key, "E10C6E000F986418A1704B080198C1B1");
     /* HAProxy trims the header's outer whitespace; the agent receives the trimmed value */
-    assert_int_equal(fp_map_key(SECRET, strlen(SECRET), "bearer  tok", 11, "", 0, key), 0);
-    assert_string_equal(key, "487D8BAEB9305A153D17655BBD072802");
+    assert_int_equal(fp_map_key(SECRET, sl, "bearer  tok", 11, "", 0, "", 0, key), 0);
+    assert_string_equal(key, "0AC20231BCC0218FA27F941D8F5C1721");
+    /* a route that picks a minted JWT's audience (txn.phantom_audience) */
+    assert_int_equal(fp_map_key(SECRET, sl, auth, n, "admin read", 10, "orders", 6, key), 0);
+    assert_string_equal(key, "A1EEE9DAE138A44B80CA3BB64DD086AF");
 }
 
 static void map_key_separates_routes_and_keys(void **state)
@@ -202,12 +211,19 @@ static void map_key_separates_routes_and_keys(void **state)
     (void)state;
     char a[FP_KEY_HEX + 1], b[FP_KEY_HEX + 1];
     const char *auth = "Bearer t";
-    assert_int_equal(fp_map_key(SECRET, strlen(SECRET), auth, 8, "admin", 5, a), 0);
-    assert_int_equal(fp_map_key(SECRET, strlen(SECRET), auth, 8, NULL, 0, b), 0);
+    size_t sl = strlen(SECRET);
+    assert_int_equal(fp_map_key(SECRET, sl, auth, 8, "admin", 5, NULL, 0, a), 0);
+    assert_int_equal(fp_map_key(SECRET, sl, auth, 8, NULL, 0, NULL, 0, b), 0);
+    assert_string_not_equal(a, b);
+    /* the same scopes, another audience: another JWT, another entry */
+    assert_int_equal(fp_map_key(SECRET, sl, auth, 8, "admin", 5, "orders", 6, b), 0);
+    assert_string_not_equal(a, b);
+    /* scopes and audience cannot trade places */
+    assert_int_equal(fp_map_key(SECRET, sl, auth, 8, "", 0, "admin", 5, b), 0);
     assert_string_not_equal(a, b);
     assert_int_equal(fp_map_key("A"
                                 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-                                strlen(SECRET) + 1, auth, 8, "admin", 5, b),
+                                sl + 1, auth, 8, "admin", 5, NULL, 0, b),
                      0);
     assert_string_not_equal(a, b);
 }

@@ -89,7 +89,7 @@ static void expect_map(struct fixture *f, const char *what)
 static void key_of(const char *auth, const char *scopes, char out[FP_KEY_HEX + 1])
 {
     assert_int_equal(fp_map_key(SECRET, strlen(SECRET), auth, strlen(auth), scopes,
-                                scopes ? strlen(scopes) : 0, out),
+                                scopes ? strlen(scopes) : 0, NULL, 0, out),
                      0);
 }
 
