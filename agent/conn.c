@@ -36,8 +36,8 @@ struct conn {
     bool healthcheck;
     uint32_t max_frame; /* ours until HELLO, then min(ours, HAProxy's) */
     ev_io rio, wio;
-    ev_timer idle;  /* idle timeout; also bounds the CLOSING flush */
-    ev_idle reaper; /* frees the connection from the loop, never from inside a callback chain */
+    ev_timer idle;          /* idle timeout; also bounds the CLOSING flush */
+    struct list close_link; /* in the flusher's closing list once conn_close_soon() ran */
     uint8_t *in;
     size_t in_len, in_cap;
     uint8_t *out;
@@ -49,7 +49,6 @@ struct conn {
 static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void conn_on_reap(struct ev_loop *loop, ev_idle *w, int revents);
 
 struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops, void *ud, int fd,
                       const char *peer)
@@ -68,6 +67,7 @@ struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops,
     c->ops = ops;
     c->ud = ud;
     list_init(&c->dirty_link);
+    list_init(&c->close_link);
     c->fd = fd;
     c->state = CONN_HELLO;
     c->max_frame = s->max_frame;
@@ -75,8 +75,7 @@ struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops,
     ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
     ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
     ev_init(&c->idle, conn_on_timer);
-    ev_idle_init(&c->reaper, conn_on_reap);
-    c->rio.data = c->wio.data = c->idle.data = c->reaper.data = c;
+    c->rio.data = c->wio.data = c->idle.data = c;
     ev_io_start(s->loop, &c->rio);
     c->idle.repeat = s->idle_timeout_ms / 1000.0;
     if (c->idle.repeat > 0)
@@ -90,10 +89,14 @@ void conn_destroy(struct conn *c)
     c->state = CONN_CLOSING; /* nothing may be queued on a connection being freed */
     c->ops->on_close(c, c->ud);
     list_del(&c->dirty_link);
+    if (list_linked(&c->close_link)) {
+        list_del(&c->close_link);
+        if (list_empty(&c->set.flusher->closing))
+            ev_unref(loop); /* the reference conn_close_soon() took */
+    }
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->idle);
-    ev_idle_stop(loop, &c->reaper);
     close(c->fd);
     free(c->in);
     free(c->out);
@@ -106,12 +109,18 @@ void conn_close_soon(struct conn *c)
     c->state = CONN_CLOSING;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
-    ev_idle_start(loop, &c->reaper);
+    if (list_linked(&c->close_link))
+        return;
+    /* The loop must run once more to free it, even when nothing else keeps it alive. */
+    if (list_empty(&c->set.flusher->closing))
+        ev_ref(loop);
+    list_insert(&c->set.flusher->closing, &c->close_link);
 }
 
-static void conn_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
+void conn_reap_closing(struct conn_flusher *fl)
 {
-    conn_destroy(w->data);
+    while (!list_empty(&fl->closing)) /* on_close may close others: they are freed here too */
+        conn_destroy(list_entry(fl->closing.next, struct conn, close_link));
 }
 
 /* ---- output ---- */
@@ -217,6 +226,7 @@ void conn_flush_dirty(struct conn_flusher *fl)
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
+    conn_reap_closing(w->data); /* first: what their on_close queues elsewhere is flushed next */
     conn_flush_dirty(w->data);
 }
 
@@ -224,6 +234,7 @@ void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop)
 {
     fl->loop = loop;
     list_init(&fl->dirty);
+    list_init(&fl->closing);
     ev_prepare_init(&fl->prepare, on_prepare);
     fl->prepare.data = fl;
     ev_prepare_start(loop, &fl->prepare);
@@ -234,6 +245,7 @@ void conn_flusher_stop(struct conn_flusher *fl)
 {
     if (!ev_is_active(&fl->prepare))
         return;
+    conn_reap_closing(fl);
     ev_ref(fl->loop);
     ev_prepare_stop(fl->loop, &fl->prepare);
 }
