@@ -104,6 +104,11 @@ int config_finalize(struct config *c, char *err, size_t errlen);
  * of options kept, or -1 when out of memory. */
 int config_keep_restart_only(struct config *next, const struct config *running);
 
+/* On SIGHUP, after config_keep_restart_only(): config_finalize() without the address checks. The
+ * addresses are then the running ones, checked at start and bound: re-checking them could only
+ * refuse a reload for a value that is ignored anyway, and would resolve names on the loop. */
+int config_finalize_reload(struct config *c, char *err, size_t errlen);
+
 /* The introspection settings as introspect.c takes them (borrows c's strings). */
 void config_introspect(const struct config *c, struct introspect_config *out);
 

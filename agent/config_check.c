@@ -212,15 +212,29 @@ static void warn_risky(const struct config *c)
         log_warn("the client secret is sent to %s without TLS", c->introspection_url);
 }
 
-int config_finalize(struct config *c, char *err, size_t errlen)
+/* Everything but the addresses. */
+static int finalize_rest(struct config *c, char *err, size_t errlen)
 {
-    if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
-        admin_token(c, err, errlen) < 0 || fleet_key(c, err, errlen) < 0 ||
-        check_redis(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
-        check_client_auth(c, err, errlen) < 0)
+    if (load_secret(c, err, errlen) < 0 || admin_token(c, err, errlen) < 0 ||
+        fleet_key(c, err, errlen) < 0 || check_redis(c, err, errlen) < 0 ||
+        check_tls(c, err, errlen) < 0 || check_client_auth(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;
+}
+
+int config_finalize(struct config *c, char *err, size_t errlen)
+{
+    if (check_addresses(c, err, errlen) < 0)
+        return -1;
+    return finalize_rest(c, err, errlen);
+}
+
+int config_finalize_reload(struct config *c, char *err, size_t errlen)
+{
+    if (!c->listen || !c->accept)
+        return config_fail(err, errlen, "out of memory");
+    return finalize_rest(c, err, errlen);
 }
 
 void config_introspect(const struct config *c, struct introspect_config *out)

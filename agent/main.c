@@ -37,9 +37,11 @@ struct daemon {
     ev_prepare drain_check;
 };
 
-/* Builds a configuration from the command line (which names the file). NULL with err filled. */
-static struct config *load_config(int argc, char **argv, enum config_action *action, char *err,
-                                  size_t errlen)
+/* Builds a configuration from the command line (which names the file). NULL with err filled.
+ * On reload (running set) the restart-only values are put back before anything is checked, so
+ * that an ignored change cannot refuse the live ones (a token rotation, a secret). */
+static struct config *load_config(int argc, char **argv, const struct config *running,
+                                  enum config_action *action, char *err, size_t errlen)
 {
     struct config *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -47,8 +49,14 @@ static struct config *load_config(int argc, char **argv, enum config_action *act
         return NULL;
     }
     config_defaults(c);
-    if (config_parse_args(c, argc, argv, action, err, errlen) < 0 ||
-        (*action != CONFIG_EXIT_OK && config_finalize(c, err, errlen) < 0)) {
+    int rc = config_parse_args(c, argc, argv, action, err, errlen);
+    if (rc == 0 && running && config_keep_restart_only(c, running) < 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0 && *action != CONFIG_EXIT_OK)
+        rc = running ? config_finalize_reload(c, err, errlen) : config_finalize(c, err, errlen);
+    if (rc < 0) {
         config_free(c);
         free(c);
         return NULL;
@@ -69,14 +77,9 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
     struct daemon *d = w->data;
     char err[CONFIG_ERR_LEN];
     enum config_action action;
-    struct config *next = load_config(d->argc, d->argv, &action, err, sizeof(err));
+    struct config *next = load_config(d->argc, d->argv, d->cfg, &action, err, sizeof(err));
     if (!next) {
         log_error("reload refused, keeping the running configuration: %s", err);
-        return;
-    }
-    if (config_keep_restart_only(next, d->cfg) < 0) {
-        log_error("reload refused: out of memory");
-        free_config(next);
         return;
     }
     if (agent_reconfigure(&d->agent, next) < 0) {
@@ -276,7 +279,7 @@ int main(int argc, char **argv)
     char err[CONFIG_ERR_LEN];
     enum config_action action = CONFIG_RUN;
     log_init(LOG_LVL_INFO, false);
-    d.cfg = load_config(argc, argv, &action, err, sizeof(err));
+    d.cfg = load_config(argc, argv, NULL, &action, err, sizeof(err));
     if (!d.cfg) {
         fprintf(stderr, "phantom-token-agent: %s\n", err);
         return 2;

@@ -836,6 +836,17 @@ static void test_reload_rules(void **state)
     assert_int_equal(config_keep_restart_only(&next, running), 0); /* nothing left to keep */
     config_free(&next);
 
+    /* on reload the ignored value is put back first: it can no longer refuse the reload */
+    char err[CONFIG_ERR_LEN] = "";
+    config_defaults(&next);
+    set_ok(&next, "listen", "nosuchhost.invalid:1");
+    assert_int_equal(config_finalize(&next, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "nosuchhost.invalid"));
+    assert_int_equal(config_keep_restart_only(&next, running), 2); /* listen, http-listen */
+    assert_int_equal(config_finalize_reload(&next, err, sizeof(err)), 0);
+    assert_string_equal(next.listen, running->listen);
+    config_free(&next);
+
     assert_true(config_option_restart_only("max-frame-size"));
     assert_true(config_option_restart_only("metrics-listen"));
     assert_true(config_option_restart_only("listen"));
