@@ -106,7 +106,9 @@ int config_keep_restart_only(struct config *next, const struct config *running);
 
 /* On SIGHUP, after config_keep_restart_only(): config_finalize() without the address checks. The
  * addresses are then the running ones, checked at start and bound: re-checking them could only
- * refuse a reload for a value that is ignored anyway, and would resolve names on the loop. */
+ * refuse a reload for a value that is ignored anyway, and would resolve names on the loop.
+ * An admin token file that cannot be read does not refuse it either: c->admin_token stays NULL
+ * (the admin API over http-listen goes off, logged) rather than the old token staying valid. */
 int config_finalize_reload(struct config *c, char *err, size_t errlen);
 
 /* The introspection settings as introspect.c takes them (borrows c's strings). */

@@ -14,6 +14,7 @@
 #include "addr.h"
 #include "config_internal.h"
 #include "l2_codec.h"
+#include "log.h"
 #include "secret_file.h"
 
 static const struct secret_spec client_secret_spec = {.what = "client secret"};
@@ -212,12 +213,26 @@ static void warn_risky(const struct config *c)
         log_warn("the client secret is sent to %s without TLS", c->introspection_url);
 }
 
-/* Everything but the addresses. */
-static int finalize_rest(struct config *c, char *err, size_t errlen)
+/* On reload an admin token that cannot be read must not leave the old one valid (a rotation
+ * after a leak): the admin API over http-listen goes off, and the rest of the reload applies. */
+static int admin_token_reload(struct config *c, char *err, size_t errlen)
 {
-    if (load_secret(c, err, errlen) < 0 || admin_token(c, err, errlen) < 0 ||
-        fleet_key(c, err, errlen) < 0 || check_redis(c, err, errlen) < 0 ||
-        check_tls(c, err, errlen) < 0 || check_client_auth(c, err, errlen) < 0)
+    if (admin_token(c, err, errlen) == 0)
+        return 0;
+    log_error("reload: %s: the admin API over http-listen is OFF (the old token is no longer "
+              "valid) until a reload reads the token",
+              err);
+    secret_free(&c->admin_token);
+    return 0;
+}
+
+/* Everything but the addresses. */
+static int finalize_rest(struct config *c, bool reload, char *err, size_t errlen)
+{
+    int rc = reload ? admin_token_reload(c, err, errlen) : admin_token(c, err, errlen);
+    if (rc < 0 || load_secret(c, err, errlen) < 0 || fleet_key(c, err, errlen) < 0 ||
+        check_redis(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
+        check_client_auth(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;
@@ -227,14 +242,14 @@ int config_finalize(struct config *c, char *err, size_t errlen)
 {
     if (check_addresses(c, err, errlen) < 0)
         return -1;
-    return finalize_rest(c, err, errlen);
+    return finalize_rest(c, false, err, errlen);
 }
 
 int config_finalize_reload(struct config *c, char *err, size_t errlen)
 {
     if (!c->listen || !c->accept)
         return config_fail(err, errlen, "out of memory");
-    return finalize_rest(c, err, errlen);
+    return finalize_rest(c, true, err, errlen);
 }
 
 void config_introspect(const struct config *c, struct introspect_config *out)

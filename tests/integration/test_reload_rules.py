@@ -169,6 +169,17 @@ class AdminTokenRotation(unittest.TestCase):
         self.assertIn("reload: the change of listen is ignored", self.agent.log_text())
         self.assertNotIn("cannot resolve", self.agent.log_text())  # not even looked up
 
+    def test_unreadable_new_token_switches_admin_off(self):
+        self.write_token("token-B", 0o644)  # refused (other users could read it)
+        self.write_conf("127.0.0.1:%d" % self.port)
+        self.reload("configuration reloaded")  # the rest of the reload still applies
+        self.assertIn("the admin API over http-listen is OFF", self.agent.log_text())
+        self.assertNotEqual(self.status("token-A"), 200)  # the old token is no longer valid
+        self.assertNotEqual(self.status("token-B"), 200)
+        self.write_token("token-B")
+        self.reload("configuration reloaded")
+        self.assertEqual(self.status("token-B"), 200)
+
 
 if __name__ == "__main__":
     harness.run()

@@ -889,6 +889,14 @@ static void test_admin_options(void **state)
     write_file("admin-token", "adm1n-t0ken\n", 0644, path, sizeof(path));
     finalize_fails(c, "admin token file");
     assert_null(c->admin_token); /* failed closed: no stale token kept */
+    /* on reload the same file switches the admin API off instead of refusing the reload */
+    char err[CONFIG_ERR_LEN] = "";
+    write_file("admin-token", "adm1n-t0ken\n", 0640, path, sizeof(path));
+    finalize_ok(c);
+    assert_non_null(c->admin_token);
+    write_file("admin-token", "adm1n-t0ken\n", 0644, path, sizeof(path));
+    assert_int_equal(config_finalize_reload(c, err, sizeof(err)), 0);
+    assert_null(c->admin_token);
     set_ok(c, "admin-token-file", "");
     finalize_ok(c);
     assert_null(c->admin_token);
