@@ -104,19 +104,18 @@ static int admin_token(struct config *c, char *err, size_t errlen)
 }
 
 /* Parses and resolves one address option, as the listener will. */
-static int check_address(const char *name, const char *v, unsigned allow,
+static int check_address(const char *name, const char *v, unsigned allow, struct addr *a,
                          struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen)
 {
-    struct addr a;
-    const char *why = addr_parse(v, allow, &a);
+    const char *why = addr_parse(v, allow, a);
     if (why)
         return config_fail(err, errlen, "bad value for %s: '%s' (%s)", name, v, why);
-    if (a.kind == ADDR_UNIX) {
+    if (a->kind == ADDR_UNIX) {
         *len = 0;
         return 0;
     }
     char reason[CONFIG_ERR_LEN];
-    if (addr_resolve(&a, ss, len, reason, sizeof(reason)) < 0)
+    if (addr_resolve(a, ss, len, reason, sizeof(reason)) < 0)
         return config_fail(err, errlen, "%s %s: %s", name, v, reason);
     return 0;
 }
@@ -127,17 +126,19 @@ static int check_addresses(const struct config *c, char *err, size_t errlen)
         return config_fail(err, errlen, "out of memory");
     struct sockaddr_storage spop, http;
     socklen_t spop_len, http_len;
-    if (check_address("listen", c->listen, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX, &spop, &spop_len, err,
-                      errlen) < 0)
+    struct addr spop_a, other;
+    if (check_address("listen", c->listen, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX, &spop_a, &spop,
+                      &spop_len, err, errlen) < 0)
         return -1;
-    if (c->admin_listen && strcmp(c->admin_listen, c->listen) == 0)
+    if (c->admin_listen && check_address("admin-listen", c->admin_listen, ADDR_ALLOW_UNIX, &other,
+                                         &http, &http_len, err, errlen) < 0)
+        return -1;
+    /* parsed paths are normalised: unix:/a//s.sock is unix:/a/s.sock */
+    if (c->admin_listen && spop_a.kind == ADDR_UNIX && strcmp(spop_a.path, other.path) == 0)
         return config_fail(err, errlen, "listen and admin-listen cannot be the same address");
-    if (c->admin_listen && check_address("admin-listen", c->admin_listen, ADDR_ALLOW_UNIX, &http,
-                                         &http_len, err, errlen) < 0)
-        return -1;
     if (!c->http_listen)
         return 0;
-    if (check_address("http-listen", c->http_listen, ADDR_ALLOW_TCP, &http, &http_len, err,
+    if (check_address("http-listen", c->http_listen, ADDR_ALLOW_TCP, &other, &http, &http_len, err,
                       errlen) < 0)
         return -1;
     if (strcmp(c->http_listen, c->listen) == 0 ||

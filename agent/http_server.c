@@ -409,7 +409,10 @@ static int unix_listen_fd(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "admin-listen: %s", strerror(errno));
         return -1;
     }
-    unlink(path); /* a stale socket from a previous run */
+    if (addr_unix_prepare(path, err, errlen) < 0) {
+        close(fd);
+        return -1;
+    }
     mode_t old = umask(0177);
     int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
     umask(old);

@@ -881,6 +881,12 @@ static void test_admin_options(void **state)
     set_bad(c, "admin-listen", "127.0.0.1:1", "expected unix:/absolute/path");
     set_ok(c, "admin-listen", "off");
     assert_null(c->admin_listen);
+    /* two spellings of one socket path collide (the admin socket took over SPOP's) */
+    set_ok(c, "listen", "unix:/tmp/pta/spop.sock");
+    set_ok(c, "admin-listen", "unix:/tmp/pta//spop.sock");
+    finalize_fails(c, "listen and admin-listen cannot be the same address");
+    set_ok(c, "admin-listen", "off");
+    set_ok(c, "listen", "127.0.0.1:12345");
 
     write_file("admin-token", "adm1n-t0ken\n", 0640, path, sizeof(path));
     set_ok(c, "admin-token-file", path);
