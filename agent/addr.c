@@ -1,8 +1,10 @@
 /* Listening addresses: one grammar for every option that takes one, and one way to resolve it. */
 #include "addr.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -120,6 +122,46 @@ int addr_resolve(const struct addr *a, struct sockaddr_storage *ss, socklen_t *l
     *len = res->ai_addrlen;
     freeaddrinfo(res);
     return 0;
+}
+
+static bool is_wildcard(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return a->ss_family == AF_INET6 &&
+           IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)a)->sin6_addr);
+}
+
+static unsigned short port_of(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)a)->sin_port);
+    return a->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)a)->sin6_port) : 0;
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/* [::] is dual-stack on Linux by default: it takes the port on IPv4 too. */
+static bool covers(const struct sockaddr_storage *wild, const struct sockaddr_storage *other)
+{
+    return is_wildcard(wild) && (wild->ss_family == AF_INET6 || other->ss_family == AF_INET);
+}
+
+bool addr_tcp_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    unsigned short pa = port_of(a);
+    if (pa == 0 || pa != port_of(b))
+        return false;
+    return same_host(a, b) || covers(a, b) || covers(b, a);
 }
 
 int addr_check(const char *s, unsigned allow, char *err, size_t errlen)

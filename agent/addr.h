@@ -4,6 +4,7 @@
 #ifndef PTA_ADDR_H
 #define PTA_ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <sys/socket.h>
@@ -43,6 +44,10 @@ int addr_resolve(const struct addr *a, struct sockaddr_storage *ss, socklen_t *l
  * something listens on (two listeners of this agent given two spellings of one path). 0 when the
  * path is free. */
 int addr_unix_prepare(const char *path, char *err, size_t errlen);
+
+/* True when two resolved TCP addresses cannot both be bound: the same port and the same host, or
+ * a wildcard (0.0.0.0 takes the port on every IPv4 address, [::] on every address). */
+bool addr_tcp_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 /* Parses and, for TCP, resolves: "will this address bind?" without binding. */
 int addr_check(const char *s, unsigned allow, char *err, size_t errlen);

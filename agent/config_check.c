@@ -141,8 +141,7 @@ static int check_addresses(const struct config *c, char *err, size_t errlen)
     if (check_address("http-listen", c->http_listen, ADDR_ALLOW_TCP, &other, &http, &http_len, err,
                       errlen) < 0)
         return -1;
-    if (strcmp(c->http_listen, c->listen) == 0 ||
-        (spop_len && spop_len == http_len && memcmp(&spop, &http, spop_len) == 0))
+    if (strcmp(c->http_listen, c->listen) == 0 || (spop_len && addr_tcp_overlap(&spop, &http)))
         return config_fail(err, errlen, "listen and http-listen cannot be the same address");
     return 0;
 }

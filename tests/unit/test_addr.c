@@ -182,12 +182,46 @@ static void test_unix_prepare(void **state)
     rmdir(dir);
 }
 
+static struct sockaddr_storage resolved(const char *s)
+{
+    struct addr a;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char err[256];
+    parse_ok(s, ADDR_ALLOW_TCP, &a);
+    if (addr_resolve(&a, &ss, &len, err, sizeof(err)) < 0)
+        fail_msg("%s: %s", s, err);
+    return ss;
+}
+
+static bool overlap(const char *a, const char *b)
+{
+    struct sockaddr_storage x = resolved(a), y = resolved(b);
+    return addr_tcp_overlap(&x, &y);
+}
+
+/* A wildcard takes the port on the addresses it covers: the start would fail with EADDRINUSE,
+ * so --check-config must say so. */
+static void test_tcp_overlap(void **state)
+{
+    assert_true(overlap("127.0.0.1:9000", "127.0.0.1:9000"));
+    assert_true(overlap("0.0.0.0:9000", "127.0.0.1:9000"));
+    assert_true(overlap("127.0.0.1:9000", "0.0.0.0:9000"));
+    assert_true(overlap("[::]:9000", "127.0.0.1:9000"));
+    assert_true(overlap("[::]:9000", "[::1]:9000"));
+    assert_true(overlap("0.0.0.0:9000", "[::]:9000"));
+    assert_false(overlap("0.0.0.0:9000", "127.0.0.1:9001"));
+    assert_false(overlap("127.0.0.1:9000", "127.0.0.2:9000"));
+    assert_false(overlap("0.0.0.0:9000", "[::1]:9000")); /* an IPv4 wildcard leaves IPv6 alone */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forms),           cmocka_unit_test(test_errors),
         cmocka_unit_test(test_resolve),         cmocka_unit_test(test_check),
         cmocka_unit_test(test_unix_normalised), cmocka_unit_test(test_unix_prepare),
+        cmocka_unit_test(test_tcp_overlap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -870,6 +870,10 @@ static void test_http_listen_alias(void **state)
     set_ok(c, "http-listen", "localhost:12345");
     set_ok(c, "listen", "127.0.0.1:12345");
     finalize_fails(c, "listen and http-listen cannot be the same address");
+    set_ok(c, "http-listen", "0.0.0.0:12345"); /* the wildcard takes 127.0.0.1's port too */
+    finalize_fails(c, "listen and http-listen cannot be the same address");
+    set_ok(c, "http-listen", "0.0.0.0:12346");
+    finalize_ok(c);
 }
 
 static void test_admin_options(void **state)
