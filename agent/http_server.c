@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -363,15 +364,30 @@ static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- listeners ----------------------------------------------------------------------------- */
 
+/* MHD's own messages (a bind that failed, a client that went away) go to the agent's log, with
+ * its timestamps and sink, never straight to stderr. */
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char raw[512], line[512];
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(raw);
+    while (len && (raw[len - 1] == '\n' || raw[len - 1] == '\r'))
+        len--;
+    log_printable(raw, len, line, sizeof(line));
+    log_error("http: %s", line);
+}
+
 static struct MHD_Daemon *start_mhd(struct endpoint *ep, unsigned flags, unsigned per_ip,
                                     enum MHD_OPTION where, const void *what)
 {
-    return MHD_start_daemon(flags | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                            NULL, on_request, ep, where, what, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_completed, ep, MHD_OPTION_NOTIFY_CONNECTION, on_connection, ep,
-                            MHD_OPTION_CONNECTION_LIMIT, MHD_CONNECTIONS,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-                            MHD_OPTION_CONNECTION_TIMEOUT, MHD_IDLE_S, MHD_OPTION_END);
+    return MHD_start_daemon(
+        flags | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ep,
+        where, what, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, ep, MHD_OPTION_NOTIFY_CONNECTION, on_connection, ep,
+        MHD_OPTION_CONNECTION_LIMIT, MHD_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, MHD_IDLE_S, MHD_OPTION_END);
 }
 
 static int start_tcp(struct http_server *s, const char *listen, char *err, size_t errlen)

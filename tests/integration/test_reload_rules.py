@@ -7,6 +7,7 @@ for http-listen)."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,21 @@ class CheckConfigAgreesWithStart(unittest.TestCase):
                            harness.port_open(port, "localhost"), 10, "the HTTP endpoint")
         r = harness.http_request(port, "GET", "/healthz", host="localhost")
         self.assertEqual((r.status, r.body), (200, b"ok\n"))
+
+    def test_http_listen_in_use_is_reported_through_the_log(self):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        try:
+            port = taken.getsockname()[1]
+            run = subprocess.run(self.argv("127.0.0.1:%d" % port), capture_output=True, text=True,
+                                 timeout=10)
+        finally:
+            taken.close()
+        self.assertNotEqual(run.returncode, 0, run.stderr)
+        self.assertIn("http: ", run.stderr)  # MHD's own message, through log.c
+        for line in run.stderr.splitlines():  # every line is one of log.c's
+            self.assertRegex(line, r"^\d{4}-\d\d-\d\dT[0-9:.]+Z (error|warn|info) ")
 
     def test_a_bad_address_fails_both_alike(self):
         for value, message in (("localhost", "expected host:port"),
