@@ -71,8 +71,6 @@ struct config {
     char *admin_token;      /* loaded by config_finalize() from admin_token_file */
     char *admin_listen;     /* "unix:/path" of the admin socket; NULL: none */
     unsigned drain_timeout_ms;
-
-    char *config_file; /* where the settings came from, for reload; NULL when none */
 };
 
 void config_defaults(struct config *c);

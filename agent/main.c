@@ -37,7 +37,9 @@ struct daemon {
     ev_prepare drain_check;
 };
 
-/* Builds a configuration from the command line (which names the file). NULL with err filled.
+/* Builds a configuration from the command line (which names the file; parsed again on every
+ * reload: the agent never changes directory, so a relative --config names the same file). NULL
+ * with err filled.
  * On reload (running set) the restart-only values are put back before anything is checked, so
  * that an ignored change cannot refuse the live ones (a token rotation, a secret). */
 static struct config *load_config(int argc, char **argv, const struct config *running,
