@@ -92,7 +92,7 @@ void conn_destroy(struct conn *c)
     if (list_linked(&c->close_link)) {
         list_del(&c->close_link);
         if (list_empty(&c->set.flusher->closing))
-            ev_unref(loop); /* the reference conn_close_soon() took */
+            ev_idle_stop(loop, &c->set.flusher->nowait);
     }
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
@@ -111,9 +111,9 @@ void conn_close_soon(struct conn *c)
     ev_io_stop(loop, &c->wio);
     if (list_linked(&c->close_link))
         return;
-    /* The loop must run once more to free it, even when nothing else keeps it alive. */
+    /* An active ev_idle keeps the loop from blocking (and alive) until the prepare frees it. */
     if (list_empty(&c->set.flusher->closing))
-        ev_ref(loop);
+        ev_idle_start(loop, &c->set.flusher->nowait);
     list_insert(&c->set.flusher->closing, &c->close_link);
 }
 
@@ -224,10 +224,20 @@ void conn_flush_dirty(struct conn_flusher *fl)
     }
 }
 
+static void on_nowait(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    conn_reap_closing(w->data); /* normally done by the prepare already */
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    conn_reap_closing(w->data); /* first: what their on_close queues elsewhere is flushed next */
-    conn_flush_dirty(w->data);
+    struct conn_flusher *fl = w->data;
+    /* A flush may close a connection (its last frame sent) and an on_close may queue output on
+     * another: until both lists are empty, so that nothing waits for the next wake-up. */
+    while (!list_empty(&fl->dirty) || !list_empty(&fl->closing)) {
+        conn_flush_dirty(fl);
+        conn_reap_closing(fl);
+    }
 }
 
 void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop)
@@ -235,6 +245,8 @@ void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop)
     fl->loop = loop;
     list_init(&fl->dirty);
     list_init(&fl->closing);
+    ev_idle_init(&fl->nowait, on_nowait);
+    fl->nowait.data = fl;
     ev_prepare_init(&fl->prepare, on_prepare);
     fl->prepare.data = fl;
     ev_prepare_start(loop, &fl->prepare);

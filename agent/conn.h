@@ -28,10 +28,11 @@ struct conn_flusher {
     struct list dirty;
     struct list closing; /* closed with conn_close_soon(), freed before the loop next waits */
     ev_prepare prepare;
+    ev_idle nowait; /* active while closing is not empty: the loop does not block meanwhile */
 };
 
 /* Starts the ev_prepare (unreferenced: flushing alone never keeps a loop alive; a connection
- * waiting to be freed holds a reference until it is). */
+ * waiting to be freed keeps it running, through the ev_idle, until it is). */
 void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop);
 /* Stops it; every connection using it must be gone. */
 void conn_flusher_stop(struct conn_flusher *fl);
