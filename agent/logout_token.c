@@ -324,3 +324,81 @@ enum logout_result logout_token_validate(struct logout_validator *v, const struc
     json_decref(p);
     return res;
 }
+
+/* ---- the form body ---- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes one form value into out (at least len + 1 bytes). -1 on a bad escape or a NUL. */
+static long form_decode(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            int hi = i + 2 < len ? hexval(in[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval(in[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (c == '\0')
+            return -1;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+long logout_form_token(const char *body, size_t len, char **out, const char **why)
+{
+    static const char name[] = "logout_token=";
+    const size_t nlen = sizeof(name) - 1;
+    const char *dummy, *val = NULL;
+    size_t vlen = 0;
+    if (!why)
+        why = &dummy;
+    *out = NULL;
+    for (size_t i = 0; i < len;) {
+        const char *amp = memchr(body + i, '&', len - i);
+        size_t end = amp ? (size_t)(amp - body) : len;
+        if (end - i >= nlen && memcmp(body + i, name, nlen) == 0) {
+            if (val) {
+                *why = "logout_token is given twice";
+                return -1;
+            }
+            val = body + i + nlen;
+            vlen = end - i - nlen;
+        }
+        i = end + 1;
+    }
+    if (!val || vlen == 0) {
+        *why = "the body has no logout_token field";
+        return -1;
+    }
+    char *buf = malloc(vlen + 1);
+    if (!buf) {
+        *why = "out of memory";
+        return -1;
+    }
+    long n = form_decode(val, vlen, buf);
+    if (n <= 0) {
+        free(buf);
+        *why = "logout_token is not form-urlencoded";
+        return -1;
+    }
+    *out = buf;
+    return n;
+}

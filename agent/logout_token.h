@@ -55,4 +55,9 @@ enum logout_result logout_token_validate(struct logout_validator *v, const struc
                                          const char **why);
 void logout_request_clear(struct logout_request *r);
 
+/* The logout_token field of an application/x-www-form-urlencoded body (section 2.5), decoded
+ * (percent-escapes, '+' as space) into a malloc'd NUL-terminated string. Returns its length, or -1
+ * with *why set when the body has no such field, has it twice, or has a bad escape. */
+long logout_form_token(const char *body, size_t len, char **out, const char **why);
+
 #endif

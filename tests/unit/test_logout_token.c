@@ -352,6 +352,43 @@ static void test_garbage(void **state)
     logout_validator_free(NULL);
 }
 
+static void form_ok(const char *body, const char *expect)
+{
+    char *tok = NULL;
+    const char *why = NULL;
+    long n = logout_form_token(body, strlen(body), &tok, &why);
+    if (n < 0)
+        fail_msg("%s: %s", body, why);
+    assert_int_equal(n, strlen(expect));
+    assert_string_equal(tok, expect);
+    free(tok);
+}
+
+static void form_bad(const char *body, const char *expect)
+{
+    char *tok = (char *)1;
+    const char *why = NULL;
+    assert_int_equal(logout_form_token(body, strlen(body), &tok, &why), -1);
+    assert_null(tok);
+    assert_string_equal(why, expect);
+}
+
+static void test_form_body(void **state)
+{
+    form_ok("logout_token=eyJ.eyJ.sig", "eyJ.eyJ.sig");
+    form_ok("a=1&logout_token=x.y.z&b=2", "x.y.z");
+    form_ok("logout_token=a%2Eb%2ec+d", "a.b.c d");
+    form_ok("xlogout_token=1&logout_token=t", "t");
+    form_bad("", "the body has no logout_token field");
+    form_bad("token=x.y.z", "the body has no logout_token field");
+    form_bad("logout_token=", "the body has no logout_token field");
+    form_bad("logout_token", "the body has no logout_token field");
+    form_bad("logout_token=a&logout_token=b", "logout_token is given twice");
+    form_bad("logout_token=a%2", "logout_token is not form-urlencoded");
+    form_bad("logout_token=a%zz", "logout_token is not form-urlencoded");
+    form_bad("logout_token=a%00b", "logout_token is not form-urlencoded");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_replay_cache_bounded),
         cmocka_unit_test(test_unknown_kid),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_form_body),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
