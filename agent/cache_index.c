@@ -317,6 +317,11 @@ size_t cidx_foreach(const struct cidx *x, unsigned kind, const void *value, size
     return n;
 }
 
+size_t cidx_group_size(void)
+{
+    return sizeof(struct cidx_group);
+}
+
 size_t cidx_groups(const struct cidx *x)
 {
     return x->ngroups;

@@ -56,6 +56,8 @@ size_t cidx_count(const struct cidx *x, unsigned kind, const void *value, size_t
 size_t cidx_foreach(const struct cidx *x, unsigned kind, const void *value, size_t len, size_t max,
                     void (*fn)(struct cidx_link *links, void *ud), void *ud);
 
+/* The bytes one group costs (what an entry is charged per indexed kind, an upper bound). */
+size_t cidx_group_size(void);
 /* Groups (distinct values over all kinds) and the bytes the index allocates beyond the links. */
 size_t cidx_groups(const struct cidx *x);
 size_t cidx_bytes(const struct cidx *x);
