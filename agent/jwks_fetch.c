@@ -284,7 +284,7 @@ struct jwks_fetcher *jwks_fetcher_start(struct ev_loop *loop, const struct jwks_
     f->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 5000;
     f->min_interval = cfg->min_interval ? cfg->min_interval : 10;
     f->refresh_min = cfg->refresh_min_s ? cfg->refresh_min_s : 60;
-    f->refresh_max = cfg->refresh_max_s ? cfg->refresh_max_s : 3600;
+    f->refresh_max = cfg->refresh_max_s ? cfg->refresh_max_s : 300;
     f->loop = loop;
     f->on_update = on_update;
     f->ud = ud;

@@ -21,7 +21,7 @@ struct jwks_fetch_config {
     uint32_t timeout_ms;    /* per fetch; default 5000 */
     uint32_t min_interval;  /* seconds between two fetches; default 10 */
     uint32_t refresh_min_s; /* bounds on the refresh period taken from max-age: default 60 */
-    uint32_t refresh_max_s; /* default 3600; also the period when the IdP sends no max-age */
+    uint32_t refresh_max_s; /* default 300; also the period when the IdP sends no max-age */
 };
 
 /* Called on the loop thread with each newly fetched set; takes ownership of it. */
