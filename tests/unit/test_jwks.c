@@ -11,7 +11,7 @@
 
 #include "jwks.h"
 #include "jwt_fixture.h"
-#include "jose_fixture.h"
+#include "jws_sign_fixture.h"
 
 static EVP_PKEY *rsa, *p256, *p384, *ed;
 

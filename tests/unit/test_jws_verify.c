@@ -13,7 +13,7 @@
 #include "jws_verify.h"
 #include "jwt.h"
 #include "jwt_fixture.h"
-#include "jose_fixture.h"
+#include "jws_sign_fixture.h"
 
 static EVP_PKEY *rsa, *rsa_other, *p256, *p384, *ed;
 

@@ -13,7 +13,7 @@
 
 #include "revoke.h"
 #include "jwt_fixture.h"
-#include "jose_fixture.h"
+#include "jws_sign_fixture.h"
 
 #define ISS "https://idp.example"
 #define CLIENT "gateway"

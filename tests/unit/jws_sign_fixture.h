@@ -1,8 +1,8 @@
 /* Keys, JWKs and signed compact JWS for the unit tests of jwks.c, jws_verify.c and logout_token.c,
  * made with OpenSSL the way an identity server would. Include after <cmocka.h> and jwt_fixture.h.
  */
-#ifndef PTA_TEST_JOSE_FIXTURE_H
-#define PTA_TEST_JOSE_FIXTURE_H
+#ifndef PTA_TEST_JWS_SIGN_FIXTURE_H
+#define PTA_TEST_JWS_SIGN_FIXTURE_H
 
 #include <stdio.h>
 #include <stdlib.h>
