@@ -1,27 +1,40 @@
-/* The worker: glue between SPOP connections, the token cache and the introspection client.
+/* The worker: glue between SPOP connections, the token cache and the resolver pipeline.
  * A NOTIFY is answered at once when the credentials are unusable or the token is cached; otherwise
- * it becomes a pending request queued on the token's flight and is answered when the flight ends.
- * The flight belongs to the cache, not to the connection that started it, so a connection that
- * goes away never strands the other requests waiting for the same token. */
+ * it becomes a pending request queued on the token's cache flight (the single-flight gate in
+ * front of the pipeline) and is answered when the flight ends. The flight belongs to the cache,
+ * not to the connection that started it, so a connection that goes away never strands the other
+ * requests waiting for the same token. Per-connection state (the waiting requests) lives here, in
+ * a struct session handed to conn.c as its callbacks' user data. */
 #include "agent.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
+#include "alloc.h"
 #include "bearer.h"
-#include "conn.h"
+#include "clock.h"
 #include "decision.h"
 #include "listener.h"
 #include "log.h"
+#include "stages.h"
 
-/* A NOTIFY waiting for an introspection. The waiter must stay the first member. */
+/* One SPOP connection as the worker sees it. */
+struct session {
+    struct agent *agent;
+    struct conn *conn;
+    struct list link;    /* in the agent's sessions */
+    struct list pending; /* NOTIFYs waiting for their token's flight (struct pending) */
+    unsigned npending;
+};
+
+/* A NOTIFY waiting for its token's flight. The waiter must stay the first member. */
 struct pending {
     struct cache_waiter waiter;
     struct agent *agent;
-    struct conn *conn;
-    struct list link; /* in its connection's pending list while it has one */
+    struct session *sess; /* NULL once its connection is gone */
+    struct list link;     /* in its session's pending list while it has one */
     uint64_t stream_id, frame_id;
     struct cache_key key;
     unsigned auth_count;
@@ -33,34 +46,21 @@ struct pending {
     size_t scopes_len, realm_len;
 };
 
-/* One introspection in flight, owned by the introspector callback. */
-struct flight {
-    struct agent *agent;
-    struct cache_key key;
-};
-
 /* The arguments of the message, borrowed from the frame. */
-struct request {
+struct notify_args {
     const struct spop_value *auth;
     unsigned auth_count;
     struct spop_str scopes, realm;
     bool scopes_invalid; /* present, but neither NULL nor a string */
 };
 
-static int64_t now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec;
-}
-
 /* ---- answering ---- */
 
 /* idp_ms: how long the request waited for the IdP, or < 0 when it did not (hit, no token). */
-static void access_log(const struct conn *c, const struct decision *d, const char *token_id,
+static void access_log(const struct agent *a, const struct decision *d, const char *token_id,
                        double idp_ms)
 {
-    if (!c->agent->cfg->access_log)
+    if (!a->cfg->access_log)
         return;
     char wait[32] = "-"; /* sub goes last: it may hold spaces, never a field that follows */
     if (idp_ms >= 0)
@@ -70,65 +70,95 @@ static void access_log(const struct conn *c, const struct decision *d, const cha
              d->cache ? d->cache : "-", wait, d->sub ? d->sub : "-");
 }
 
-/* Writes the ACK; a JWT that cannot fit the negotiated frame is answered 502 rather than cut. */
-static void send_ack(struct conn *c, uint64_t sid, uint64_t fid, struct decision *d)
+/* Writes an ACK's actions into the frame being built. */
+typedef void (*ack_actions_fn)(struct spop_writer *w, const void *arg);
+
+/* The one way an ACK is written: frame, actions, bounded by the negotiated frame size, queued.
+ * Returns 0, or -1 when it does not fit the frame or the output queue (nothing queued). */
+static int queue_ack(struct conn *c, uint64_t sid, uint64_t fid, ack_actions_fn put,
+                     const void *arg)
 {
     struct spop_writer w;
     conn_begin(c, &w);
     spop_frame_begin(&w, SPOP_FRM_ACK, SPOP_FLAG_FIN, sid, fid);
-    decision_put_actions(&w, d);
-    if (spop_frame_end(&w, c->max_frame) == 0 && conn_commit(c, &w) == 0)
+    put(&w, arg);
+    if (spop_frame_end(&w, conn_max_frame(c)) < 0 || conn_commit(c, &w) < 0)
+        return -1;
+    return 0;
+}
+
+static void put_decision(struct spop_writer *w, const void *d)
+{
+    decision_put_actions(w, d);
+}
+
+/* HAProxy 3.1+ sends NOTIFYs without messages; an ACK must still carry an action (3.1.0 ignores an
+ * empty one and the stream hangs): unsetting status decides nothing. */
+static void put_no_decision(struct spop_writer *w, const void *unused)
+{
+    spop_put_unset_var(w, SPOP_SCOPE_TXN, VAR_STATUS);
+}
+
+/* Writes the ACK; a JWT that cannot fit the negotiated frame is answered 502 rather than cut. */
+static void send_ack(struct agent *a, struct conn *c, uint64_t sid, uint64_t fid,
+                     struct decision *d)
+{
+    if (queue_ack(c, sid, fid, put_decision, d) == 0)
         return;
 
-    c->agent->metrics.ack_too_big++;
+    a->metrics.ack_too_big++;
     if (d->jwt_len)
         log_error("spop %s: the JWT (%zu bytes) does not fit the negotiated max-frame-size %u: "
                   "answering 502; raise HAProxy's tune.bufsize and the agent's --max-frame-size",
-                  c->peer, d->jwt_len, c->max_frame);
+                  conn_peer(c), d->jwt_len, conn_max_frame(c));
     else
         log_error("spop %s: a %d answer does not fit the negotiated max-frame-size %u: answering "
                   "502",
-                  c->peer, d->status, c->max_frame);
+                  conn_peer(c), d->status, conn_max_frame(c));
     struct decision fallback = {.status = 502, .error = "server_error", .cache = d->cache};
-    conn_begin(c, &w);
-    spop_frame_begin(&w, SPOP_FRM_ACK, SPOP_FLAG_FIN, sid, fid);
-    decision_put_actions(&w, &fallback);
-    if (spop_frame_end(&w, c->max_frame) < 0 || conn_commit(c, &w) < 0)
+    if (queue_ack(c, sid, fid, put_decision, &fallback) < 0)
         conn_disconnect(c, SPOP_ST_RES, "cannot queue an ACK");
     d->status = 502;
 }
 
-static void answer(struct conn *c, uint64_t sid, uint64_t fid, const struct decision_input *in,
-                   const char *token_id, double idp_ms)
+static void answer(struct agent *a, struct conn *c, uint64_t sid, uint64_t fid,
+                   const struct decision_input *in, const char *token_id, double idp_ms)
 {
     struct decision d;
     decide(in, &d);
-    send_ack(c, sid, fid, &d);
-    c->agent->metrics.ack_total++;
-    metrics_count_decision(&c->agent->metrics, d.status);
-    access_log(c, &d, token_id, idp_ms);
+    send_ack(a, c, sid, fid, &d);
+    a->metrics.ack_total++;
+    metrics_count_decision(&a->metrics, d.status);
+    access_log(a, &d, token_id, idp_ms);
     decision_clear(&d);
 }
 
 /* ---- pending requests ---- */
 
-static void pending_unlink(struct pending *p)
+/* No NOTIFY pending any more: a draining agent closes the connection now. */
+static void session_idle(struct session *s)
 {
-    struct conn *c = p->conn;
-    if (!c)
-        return;
-    list_del(&p->link);
-    p->conn = NULL;
-    c->npending--;
-    if (c->npending == 0)
-        agent_conn_idle(c->agent, c);
+    if (s->agent->draining && conn_is_open(s->conn))
+        conn_disconnect(s->conn, SPOP_ST_NORMAL, "agent shutting down");
 }
 
-static void pending_link(struct pending *p, struct conn *c)
+static void pending_unlink(struct pending *p)
 {
-    p->conn = c;
-    list_insert(&c->pending, &p->link);
-    c->npending++;
+    struct session *s = p->sess;
+    if (!s)
+        return;
+    list_del(&p->link);
+    p->sess = NULL;
+    s->npending--;
+    if (s->npending == 0)
+        session_idle(s);
+}
+
+static void pending_link(struct pending *p, struct session *s)
+{
+    p->sess = s;
+    list_insert(&s->pending, &p->link);
+    s->npending++;
 }
 
 static void pending_free(struct pending *p)
@@ -141,8 +171,9 @@ static void pending_free(struct pending *p)
 static void pending_done(struct cache_waiter *w, struct token_info *ti)
 {
     struct pending *p = (struct pending *)w;
-    struct conn *c = p->conn;
-    if (c && conn_is_open(c)) {
+    struct agent *a = p->agent;
+    struct session *s = p->sess;
+    if (s && conn_is_open(s->conn)) {
         struct decision_input in = {
             .bearer = BEARER_OK,
             .auth_count = p->auth_count,
@@ -152,11 +183,11 @@ static void pending_done(struct cache_waiter *w, struct token_info *ti)
             .scopes_invalid = p->scopes_invalid,
             .realm = p->realm,
             .realm_len = p->realm_len,
-            .now = now_seconds(),
+            .now = clock_seconds(),
             .cache = p->cache_tag,
         };
-        answer(c, p->stream_id, p->frame_id, &in, p->token_id,
-               (ev_now(c->agent->loop) - p->queued_at) * 1000.0);
+        answer(a, s->conn, p->stream_id, p->frame_id, &in, p->token_id,
+               (ev_now(a->loop) - p->queued_at) * 1000.0);
     }
     pending_unlink(p);
     pending_free(p);
@@ -167,7 +198,7 @@ static struct pending *pending_take(struct agent *a)
     struct pending *p = a->spare;
     a->spare = NULL;
     if (!p)
-        p = calloc(1, sizeof(*p));
+        p = pta_calloc(1, sizeof(*p));
     if (p) {
         memset(p, 0, sizeof(*p));
         list_init(&p->link);
@@ -179,7 +210,7 @@ static struct pending *pending_take(struct agent *a)
 
 static char *dup_str(struct spop_str s)
 {
-    char *d = malloc(s.len + 1);
+    char *d = pta_malloc(s.len + 1);
     if (d) {
         memcpy(d, s.ptr, s.len);
         d[s.len] = '\0';
@@ -188,7 +219,7 @@ static char *dup_str(struct spop_str s)
 }
 
 /* Copies what the pending request needs once the frame buffer is reused. */
-static int pending_keep_args(struct pending *p, const struct request *r)
+static int pending_keep_args(struct pending *p, const struct notify_args *r)
 {
     if (r->scopes.len && !(p->scopes = dup_str(r->scopes)))
         return -1;
@@ -199,28 +230,15 @@ static int pending_keep_args(struct pending *p, const struct request *r)
     return 0;
 }
 
-/* ---- introspection ---- */
+/* ---- the pipeline ---- */
 
-static void on_introspected(void *ud, struct token_info *ti, double latency_ms)
-{
-    struct flight *fl = ud;
-    struct agent *a = fl->agent;
-    metrics_observe_idp(&a->metrics, ti->outcome, latency_ms);
-    cache_resolve(a->cache, &fl->key, ti);
-    free(fl);
-}
-
+/* Sends the token's cache flight down the pipeline, which completes it (the l1 stage resolves the
+ * cache flight on the way back). */
 static void start_flight(struct agent *a, const struct cache_key *k, const char *tok, size_t len)
 {
-    struct flight *fl = malloc(sizeof(*fl));
-    if (fl) {
-        fl->agent = a;
-        fl->key = *k;
-    }
-    if (fl && introspector_start(a->idp, tok, len, on_introspected, fl) == 0)
+    if (pipeline_start(a->pipeline, k, tok, len) == 0)
         return;
-    free(fl);
-    log_error("cannot start an introspection: out of memory");
+    log_error("cannot start a token resolution: out of memory");
     cache_resolve(a->cache, k, token_info_new(TOKEN_IDP_ERROR, "out of memory"));
 }
 
@@ -247,7 +265,7 @@ static unsigned arg_uint(const struct spop_message *m, const char *name)
     return 0;
 }
 
-static void request_from_message(const struct spop_message *m, struct request *r)
+static void request_from_message(const struct spop_message *m, struct notify_args *r)
 {
     r->auth = spop_message_arg(m, "authorization");
     r->auth_count = arg_uint(m, "auth_count");
@@ -258,7 +276,8 @@ static void request_from_message(const struct spop_message *m, struct request *r
     r->realm = arg_str(m, "realm");
 }
 
-static enum bearer_result parse_credentials(const struct request *r, const char **tok, size_t *len)
+static enum bearer_result parse_credentials(const struct notify_args *r, const char **tok,
+                                            size_t *len)
 {
     const struct spop_value *v = r->auth;
     if (!v || (v->type != SPOP_DATA_STR && v->type != SPOP_DATA_BIN))
@@ -266,7 +285,7 @@ static enum bearer_result parse_credentials(const struct request *r, const char 
     return bearer_parse((const char *)v->u.s.ptr, v->u.s.len, tok, len);
 }
 
-static void fill_input(struct decision_input *in, const struct request *r, enum bearer_result b)
+static void fill_input(struct decision_input *in, const struct notify_args *r, enum bearer_result b)
 {
     memset(in, 0, sizeof(*in));
     in->bearer = b;
@@ -276,29 +295,30 @@ static void fill_input(struct decision_input *in, const struct request *r, enum 
     in->scopes_invalid = r->scopes_invalid;
     in->realm = (const char *)r->realm.ptr;
     in->realm_len = r->realm.len;
-    in->now = now_seconds();
+    in->now = clock_seconds();
 }
 
 /* Answers 502 when memory runs out: the request fails closed and the agent carries on. */
-static void answer_oom(struct conn *c, const struct spop_frame *f, struct decision_input *in,
-                       const char *token_id)
+static void answer_oom(struct agent *a, struct conn *c, const struct spop_frame *f,
+                       struct decision_input *in, const char *token_id)
 {
     struct token_info *err = token_info_new(TOKEN_IDP_ERROR, "out of memory");
     in->ti = err; /* NULL when even this fails: decide() answers 500 */
-    answer(c, f->stream_id, f->frame_id, in, token_id, -1);
+    answer(a, c, f->stream_id, f->frame_id, in, token_id, -1);
     token_unref(err);
 }
 
-static void handle_token(struct agent *a, struct conn *c, const struct spop_frame *f,
-                         const struct request *r, struct decision_input *in, const char *tok,
+static void handle_token(struct agent *a, struct session *s, const struct spop_frame *f,
+                         const struct notify_args *r, struct decision_input *in, const char *tok,
                          size_t len)
 {
     char token_id[13] = "-";
     if (a->cfg->access_log) /* a SHA-256 per request only when someone reads it */
         log_token_id(tok, len, token_id);
+    struct conn *c = s->conn;
     struct pending *p = pending_take(a);
     if (!p) {
-        answer_oom(c, f, in, token_id);
+        answer_oom(a, c, f, in, token_id);
         return;
     }
     cache_key_of(a->cache, tok, len, &p->key);
@@ -308,7 +328,7 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     if (found == CACHE_HIT) {
         in->ti = ti;
         in->cache = ti->outcome == TOKEN_ACTIVE ? "hit" : "negative";
-        answer(c, f->stream_id, f->frame_id, in, token_id, -1);
+        answer(a, c, f->stream_id, f->frame_id, in, token_id, -1);
         token_unref(ti);
         a->spare = p; /* reused by the next request: a hit allocates nothing */
         return;
@@ -316,7 +336,7 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     if (found == CACHE_NOMEM || pending_keep_args(p, r) < 0) {
         if (found != CACHE_NOMEM)
             cache_cancel(a->cache, &key, &p->waiter);
-        answer_oom(c, f, in, token_id);
+        answer_oom(a, c, f, in, token_id);
         pending_free(p);
         if (found == CACHE_LEAD) /* others may join this flight: it must still happen */
             start_flight(a, &key, tok, len);
@@ -331,13 +351,15 @@ static void handle_token(struct agent *a, struct conn *c, const struct spop_fram
     p->scopes_invalid = r->scopes_invalid;
     p->queued_at = ev_now(a->loop);
     memcpy(p->token_id, token_id, sizeof(token_id));
-    pending_link(p, c);
+    pending_link(p, s);
     if (found == CACHE_LEAD)
         start_flight(a, &key, tok, len);
 }
 
-void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f)
+static void on_notify(struct conn *c, void *ud, const struct spop_frame *f)
 {
+    struct session *s = ud;
+    struct agent *a = s->agent;
     struct spop_reader rd = {f->payload, f->payload + f->payload_len};
     struct spop_message m;
     a->metrics.notify_total++;
@@ -347,20 +369,14 @@ void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f
         return;
     }
     if (rc == 0) {
-        /* HAProxy 3.1+ sends NOTIFYs without messages; an ACK must still carry an action (3.1.0
-         * ignores an empty one and the stream hangs): unsetting status decides nothing. */
-        struct spop_writer w;
-        conn_begin(c, &w);
-        spop_frame_begin(&w, SPOP_FRM_ACK, SPOP_FLAG_FIN, f->stream_id, f->frame_id);
-        spop_put_unset_var(&w, SPOP_SCOPE_TXN, VAR_STATUS);
-        if (spop_frame_end(&w, c->max_frame) < 0 || conn_commit(c, &w) < 0)
+        if (queue_ack(c, f->stream_id, f->frame_id, put_no_decision, NULL) < 0)
             conn_disconnect(c, SPOP_ST_RES, "cannot queue an ACK");
         else
             a->metrics.ack_total++;
         return;
     }
 
-    struct request r;
+    struct notify_args r;
     struct decision_input in;
     const char *tok = NULL;
     size_t len = 0;
@@ -376,69 +392,137 @@ void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f
     enum bearer_result b = parse_credentials(&r, &tok, &len);
     fill_input(&in, &r, b);
     if (b != BEARER_OK || r.auth_count > 1) {
-        answer(c, f->stream_id, f->frame_id, &in, NULL, -1);
+        answer(a, c, f->stream_id, f->frame_id, &in, NULL, -1);
         return;
     }
-    handle_token(a, c, f, &r, &in, tok, len);
+    handle_token(a, s, f, &r, &in, tok, len);
 }
 
 /* ---- connections and lifecycle ---- */
 
-void agent_conn_added(struct agent *a, struct conn *c)
+/* conn.c's on_close: the connection is going; its pending NOTIFYs can never be answered. */
+static void on_close(struct conn *c, void *ud)
 {
-    list_insert(&a->conns, &c->link);
-    a->nconns++;
-    a->metrics.spop_connections_total++;
-    a->metrics.spop_connections_open++;
-}
-
-void agent_conn_removed(struct agent *a, struct conn *c)
-{
-    while (!list_empty(&c->pending)) {
-        struct pending *p = list_entry(c->pending.next, struct pending, link);
+    struct session *s = ud;
+    struct agent *a = s->agent;
+    while (!list_empty(&s->pending)) {
+        struct pending *p = list_entry(s->pending.next, struct pending, link);
         pending_unlink(p);
         /* Still queued on its flight: take it out. Otherwise the flight is resolving right now
          * and will call pending_done(), which finds no connection and frees it. */
         if (cache_cancel(a->cache, &p->key, &p->waiter))
             pending_free(p);
     }
-    list_del(&c->link);
+    list_del(&s->link);
     a->nconns--;
     a->metrics.spop_connections_open--;
+    free(s);
 }
 
-void agent_conn_idle(struct agent *a, struct conn *c)
+/* conn.c's idle timer: waiting on the IdP is not idleness. */
+static bool session_busy(const struct conn *c, void *ud)
 {
-    if (a->draining && conn_is_open(c))
-        conn_disconnect(c, SPOP_ST_NORMAL, "agent shutting down");
+    const struct session *s = ud;
+    return s->npending > 0;
 }
 
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+static const struct conn_ops session_ops = {
+    .on_notify = on_notify, .on_close = on_close, .busy = session_busy};
+
+struct conn *agent_adopt(struct agent *a, int fd, const char *peer)
 {
-    conn_flush_dirty(w->data);
+    struct session *s = pta_calloc(1, sizeof(*s));
+    struct conn *c = NULL;
+    if (s)
+        c = conn_new(&a->conn_set, &session_ops, s, fd, peer);
+    else
+        close(fd);
+    if (!c) {
+        free(s);
+        log_error("out of memory: connection from %s dropped", peer);
+        return NULL;
+    }
+    s->agent = a;
+    s->conn = c;
+    list_init(&s->pending);
+    list_insert(&a->sessions, &s->link);
+    a->nconns++;
+    a->metrics.spop_connections_total++;
+    a->metrics.spop_connections_open++;
+    log_debug("spop %s: connected", peer);
+    return c;
+}
+
+static void on_accept(void *ud, int fd, const char *peer)
+{
+    agent_adopt(ud, fd, peer);
+}
+
+static void settings_from(struct agent *a, const struct config *cfg)
+{
+    a->cfg = cfg;
+    a->conn_set.idle_timeout_ms = cfg->idle_timeout_ms;
+}
+
+struct pipeline *agent_build_pipeline(struct agent *a)
+{
+    struct pipeline *p = pipeline_new();
+    if (!p)
+        return NULL;
+    if (stage_l1_add(p, a->cache) < 0 || stage_finish_add(p) < 0 ||
+        stage_introspect_add(p, a->idp, &a->metrics) < 0) {
+        pipeline_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* What every worker has: its loop, connections and what new connections get. */
+static void agent_setup(struct agent *a, struct ev_loop *loop, const struct config *cfg,
+                        struct cache *cache)
+{
+    memset(a, 0, sizeof(*a));
+    a->loop = loop;
+    a->cache = cache;
+    list_init(&a->sessions);
+    conn_flusher_init(&a->flusher, loop);
+    a->conn_set = (struct conn_settings){
+        .loop = loop,
+        .max_frame = cfg->max_frame_size, /* restart-only: agent_reconfigure() keeps it */
+        .counters = &a->metrics.spop,
+        .flusher = &a->flusher,
+    };
+    settings_from(a, cfg);
+}
+
+int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
+                    struct cache *cache, struct pipeline *p)
+{
+    agent_setup(a, loop, cfg, cache);
+    a->pipeline = p;
+    if (!p) {
+        agent_fini(a);
+        return -1;
+    }
+    return 0;
 }
 
 int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, struct cache *cache)
 {
-    memset(a, 0, sizeof(*a));
-    a->loop = loop;
-    a->cfg = cfg;
-    a->cache = cache;
-    list_init(&a->conns);
-    list_init(&a->dirty);
-    ev_prepare_init(&a->flusher, on_prepare);
-    a->flusher.data = a;
-    ev_prepare_start(loop, &a->flusher);
-    ev_unref(loop); /* flushing alone must not keep a drained loop running */
     struct introspect_config ic;
     config_introspect(cfg, &ic);
+    agent_setup(a, loop, cfg, cache);
     a->idp = introspector_new(loop, &ic);
-    char err[256] = "";
     if (a->idp)
-        a->listener = listener_new(a, cfg->listen, err, sizeof(err));
+        a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics */
+    if (!a->pipeline) {
+        agent_fini(a);
+        return -1;
+    }
+    char err[256] = "";
+    a->listener = listener_new(loop, cfg->listen, on_accept, a, err, sizeof(err));
     if (!a->listener) {
-        if (a->idp)
-            log_error("cannot listen on %s: %s", cfg->listen, err);
+        log_error("cannot listen on %s: %s", cfg->listen, err);
         agent_fini(a);
         return -1;
     }
@@ -449,9 +533,9 @@ int agent_reconfigure(struct agent *a, const struct config *cfg)
 {
     struct introspect_config ic;
     config_introspect(cfg, &ic);
-    if (introspector_reconfigure(a->idp, &ic) < 0)
+    if (a->idp && introspector_reconfigure(a->idp, &ic) < 0)
         return -1;
-    a->cfg = cfg;
+    settings_from(a, cfg);
     return 0;
 }
 
@@ -459,10 +543,11 @@ void agent_drain(struct agent *a)
 {
     a->draining = true;
     listener_stop(a->listener);
-    for (struct list *l = a->conns.next; l != &a->conns; l = l->next) {
-        struct conn *c = list_entry(l, struct conn, link);
-        if (c->npending == 0)
-            agent_conn_idle(a, c);
+    for (struct list *l = a->sessions.next, *next; l != &a->sessions; l = next) {
+        struct session *s = list_entry(l, struct session, link);
+        next = l->next;
+        if (s->npending == 0)
+            session_idle(s);
     }
 }
 
@@ -473,18 +558,17 @@ bool agent_drained(const struct agent *a)
 
 void agent_fini(struct agent *a)
 {
-    while (!list_empty(&a->conns))
-        conn_destroy(list_entry(a->conns.next, struct conn, link));
-    if (ev_is_active(&a->flusher)) {
-        ev_ref(a->loop);
-        ev_prepare_stop(a->loop, &a->flusher);
-    }
+    while (!list_empty(&a->sessions))
+        conn_destroy(list_entry(a->sessions.next, struct session, link)->conn);
+    conn_flusher_stop(&a->flusher);
     if (a->listener)
         listener_free(a->listener);
     if (a->idp)
         introspector_free(a->idp); /* resolves the flights left; nobody waits on them now */
+    pipeline_free(a->pipeline);
     free(a->spare);
     a->listener = NULL;
     a->idp = NULL;
+    a->pipeline = NULL;
     a->spare = NULL;
 }

@@ -1,7 +1,8 @@
-/* One worker: its libev loop, SPOP listener and connections, introspector and counters; the cache
- * may be shared between workers. Turns each NOTIFY into a decision, at once on a cache hit or
- * malformed credentials, or when the introspection it waits for completes. Used by main.c and
- * conn.c. */
+/* One worker: its libev loop, SPOP listener and connections, resolver pipeline and counters; the
+ * cache may be shared between workers. Turns each NOTIFY into a decision, at once on a cache hit or
+ * malformed credentials, or when the token's flight through the pipeline completes. The
+ * connections (conn.c) and the listener know nothing of it: it hands them callbacks and settings.
+ * Used by main.c. */
 #ifndef PTA_AGENT_H
 #define PTA_AGENT_H
 
@@ -11,24 +12,25 @@
 
 #include "cache.h"
 #include "config.h"
+#include "conn.h"
 #include "introspect.h"
 #include "list.h"
 #include "metrics.h"
-#include "spop.h"
+#include "pipeline.h"
 
-struct conn;
 struct listener;
 struct pending;
 
 struct agent {
     struct ev_loop *loop;
-    const struct config *cfg; /* swapped on reload, between loop iterations */
-    struct cache *cache;      /* shared, not owned */
-    struct introspector *idp; /* owned */
-    struct listener *listener;
-    struct list conns;
-    struct list dirty; /* connections with output queued, flushed before the loop waits */
-    ev_prepare flusher;
+    const struct config *cfg;  /* swapped on reload, between loop iterations */
+    struct cache *cache;       /* shared, not owned */
+    struct introspector *idp;  /* owned; NULL with agent_init_with() */
+    struct pipeline *pipeline; /* owned: what a cache miss goes through */
+    struct listener *listener; /* NULL with agent_init_with() */
+    struct list sessions;      /* one per SPOP connection (struct session in agent.c) */
+    struct conn_flusher flusher;
+    struct conn_settings conn_set; /* what new connections get; max_frame fixed at start */
     unsigned nconns;
     bool draining;
     bool warned_no_auth_arg; /* said once: the SPOE message lacks the authorization argument */
@@ -36,21 +38,31 @@ struct agent {
     struct metrics metrics;
 };
 
+/* The daemon's worker: an introspector and the pipeline agent_build_pipeline() gives, listening on
+ * cfg->listen. cfg must outlive the agent or the next reload. */
 int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg,
                struct cache *cache);
+/* A worker around a pipeline the caller built (tests): takes ownership of it (freed even on
+ * failure). Its top stage must be stage_l1_add(cache): that is what ends the cache's flights. No
+ * introspector, no listener: hand it sockets with agent_adopt(). */
+int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
+                    struct cache *cache, struct pipeline *p);
+/* The daemon's chain: l1 (store) -> finish -> introspect. NULL when out of memory. This is where
+ * a new stage (a shared L2 between l1 and finish, a circuit breaker above introspect) is added. */
+struct pipeline *agent_build_pipeline(struct agent *a);
+
+/* Serves an accepted SPOP socket (the listener's callback; tests use it with socketpairs). Takes
+ * fd. Returns the connection, or NULL when out of memory (fd closed, logged). */
+struct conn *agent_adopt(struct agent *a, int fd, const char *peer);
+
 /* Closes every connection, aborts introspections, frees what the agent owns. */
 void agent_fini(struct agent *a);
-/* Applies a reloaded configuration (cfg must outlive the agent or the next reload). */
+/* Applies a reloaded configuration (cfg must outlive the agent or the next reload). New
+ * connections get the new idle timeout; the frame size stays what the agent started with. */
 int agent_reconfigure(struct agent *a, const struct config *cfg);
 
 /* Stops accepting and closes each connection once its pending NOTIFYs are answered. */
 void agent_drain(struct agent *a);
 bool agent_drained(const struct agent *a);
-
-/* From conn.c. */
-void agent_on_notify(struct agent *a, struct conn *c, const struct spop_frame *f);
-void agent_conn_added(struct agent *a, struct conn *c);
-void agent_conn_removed(struct agent *a, struct conn *c); /* cancels its pending NOTIFYs */
-void agent_conn_idle(struct agent *a, struct conn *c);    /* no NOTIFY pending any more */
 
 #endif

@@ -39,22 +39,20 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "alloc.h"
+#include "clock.h"
+#include "list.h"
 
 #define HMAC_KEY_MAX 64 /* SHA-256 block size: longer keys are hashed first, as HMAC does */
 #define MIN_BUCKETS 16
 #define MAX_BUCKETS ((size_t)1 << 27) /* 1 GiB of slots; beyond that chains grow, still correct */
 #define MS_PER_S 1000
 
-struct lru_link {
-    struct lru_link *prev, *next;
-};
-
 struct cache_node {
     struct cache_key key;
     struct cache_node *chain; /* next node in the same bucket */
     union {
-        struct lru_link lru; /* entry: position in the LRU list */
+        struct list lru; /* entry: position in the LRU list */
         struct {
             struct cache_waiter *head, *tail; /* flight: FIFO of waiters */
         } wq;
@@ -83,8 +81,8 @@ struct cache {
      * hashes only the token (two SHA-256 compressions, no allocation after the first call). */
     EVP_MD_CTX *inner, *outer, *work;
     struct cache_node **buckets;
-    size_t nbuckets;     /* a power of two */
-    struct lru_link lru; /* sentinel: next is the most recently used entry */
+    size_t nbuckets; /* a power of two */
+    struct list lru; /* head: next is the most recently used entry, prev the least */
     struct dispatch *dispatching;
     struct cache_stats st;
 };
@@ -95,14 +93,6 @@ size_t cache_entry_overhead(void)
 }
 
 /* ---- time and TTLs ---- */
-
-static int64_t real_clock_ms(void *ud)
-{
-    struct timespec ts;
-    (void)ud;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * MS_PER_S + ts.tv_nsec / 1000000;
-}
 
 static int64_t now_ms(const struct cache *c)
 {
@@ -193,7 +183,7 @@ static void table_resize(struct cache *c, size_t nb)
     struct cache_node **nt;
     if (nb == c->nbuckets)
         return;
-    nt = calloc(nb, sizeof(*nt));
+    nt = pta_calloc(nb, sizeof(*nt));
     if (!nt)
         return;
     for (size_t i = 0; i < c->nbuckets; i++) {
@@ -212,23 +202,14 @@ static void table_resize(struct cache *c, size_t nb)
 
 /* ---- LRU ---- */
 
-static struct cache_node *node_of_lru(struct lru_link *l)
+static struct cache_node *node_of_lru(struct list *l)
 {
-    return (struct cache_node *)((char *)l - offsetof(struct cache_node, u.lru));
+    return list_entry(l, struct cache_node, u.lru);
 }
 
-static void lru_unlink(struct lru_link *l)
+static void lru_push_front(struct cache *c, struct list *l)
 {
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-}
-
-static void lru_push_front(struct cache *c, struct lru_link *l)
-{
-    l->prev = &c->lru;
-    l->next = c->lru.next;
-    c->lru.next->prev = l;
-    c->lru.next = l;
+    list_insert(&c->lru, l);
 }
 
 /* ---- entries ---- */
@@ -236,7 +217,7 @@ static void lru_push_front(struct cache *c, struct lru_link *l)
 static void entry_drop(struct cache *c, struct cache_node *n)
 {
     table_unlink(c, n);
-    lru_unlink(&n->u.lru);
+    list_del(&n->u.lru);
     c->st.entries--;
     c->st.bytes -= n->cost;
     token_unref(n->ti);
@@ -270,7 +251,7 @@ static void entry_store(struct cache *c, const struct cache_key *k, struct token
     if (*slot)
         entry_drop(c, *slot); /* a resolve without a flight, for a key that is cached */
     evict_down_to(c, c->cfg.max_entries - 1, c->cfg.max_bytes - cost, now);
-    n = malloc(sizeof(*n));
+    n = pta_malloc(sizeof(*n));
     if (!n)
         return; /* a cache may forget */
     n->key = *k;
@@ -302,10 +283,10 @@ static void waiter_append(struct cache_node *f, struct cache_waiter *w)
  * a request that cannot wait for an introspection is worse than a cache that forgets one token. */
 static struct cache_node *flight_alloc(struct cache *c, int64_t now)
 {
-    struct cache_node *n = malloc(sizeof(*n));
+    struct cache_node *n = pta_malloc(sizeof(*n));
     if (!n && c->st.entries > 0) {
         evict_down_to(c, c->st.entries - 1, c->st.bytes, now);
-        n = malloc(sizeof(*n));
+        n = pta_malloc(sizeof(*n));
     }
     return n;
 }
@@ -396,15 +377,15 @@ static int key_setup(struct cache *c, const uint8_t *key, size_t len)
 struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, void *clock_ud,
                         const uint8_t *hmac_key, size_t hmac_key_len)
 {
-    struct cache *c = calloc(1, sizeof(*c));
+    struct cache *c = pta_calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->cfg = *cfg;
-    c->clock = clock ? clock : real_clock_ms;
+    c->clock = clock ? clock : clock_ms;
     c->clock_ud = clock_ud;
-    c->lru.prev = c->lru.next = &c->lru;
+    list_init(&c->lru);
     c->nbuckets = buckets_for(cfg);
-    c->buckets = calloc(c->nbuckets, sizeof(*c->buckets));
+    c->buckets = pta_calloc(c->nbuckets, sizeof(*c->buckets));
     if (!c->buckets || key_setup(c, hmac_key, hmac_key_len) != 0 || mac_init(c) != 0) {
         cache_free(c);
         return NULL;
@@ -421,7 +402,7 @@ void cache_free(struct cache *c)
 {
     if (!c)
         return;
-    while (c->lru.next != &c->lru)
+    while (!list_empty(&c->lru))
         entry_drop(c, node_of_lru(c->lru.next));
     for (size_t i = 0; c->buckets && i < c->nbuckets; i++) {
         struct cache_node *f = c->buckets[i], *next;
@@ -444,7 +425,7 @@ static void clamp_expiries(struct cache *c, int64_t now)
 {
     int64_t pos = now + (int64_t)c->cfg.max_ttl * MS_PER_S;
     int64_t neg = now + (int64_t)c->cfg.negative_ttl * MS_PER_S;
-    for (struct lru_link *l = c->lru.next; l != &c->lru; l = l->next) {
+    for (struct list *l = c->lru.next; l != &c->lru; l = l->next) {
         struct cache_node *n = node_of_lru(l);
         n->expires_ms = min64(n->expires_ms, n->ti->outcome == TOKEN_ACTIVE ? pos : neg);
     }
@@ -481,7 +462,7 @@ void cache_key_of(struct cache *c, const char *token, size_t len, struct cache_k
 
 static enum cache_lookup entry_hit(struct cache *c, struct cache_node *n, struct token_info **ti)
 {
-    lru_unlink(&n->u.lru);
+    list_del(&n->u.lru);
     lru_push_front(c, &n->u.lru);
     if (n->ti->outcome == TOKEN_ACTIVE)
         c->st.hits++;

@@ -1,7 +1,9 @@
 /* SPOP connection engine. Reading: bytes accumulate in a buffer sized for one whole frame, every
  * complete frame is dispatched in place, the rest is kept for the next read (so partial and
  * coalesced frames both work). Writing: frames are appended to an output queue and sent with one
- * send() when possible, because HAProxy 3.2 has reset connections whose HELLO arrived split. */
+ * send() when possible, because HAProxy 3.2 has reset connections whose HELLO arrived split.
+ * Everything it needs from its owner came in at creation (struct conn_settings, struct conn_ops).
+ */
 #include "conn.h"
 
 #include <errno.h>
@@ -11,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "alloc.h"
 #include "log.h"
 
 #define CONN_CLOSE_LINGER 2.0 /* seconds a CLOSING connection may take to flush its last frame */
@@ -19,54 +21,74 @@
  * reads the ACKs must not make the agent buffer without bound. Reading resumes below half. */
 #define CONN_OUT_HIGH (256 * 1024)
 
+enum conn_state {
+    CONN_HELLO,   /* waiting for HAPROXY-HELLO */
+    CONN_READY,   /* handshake done: NOTIFY / ACK */
+    CONN_CLOSING, /* flushing a last frame, then closed from the loop */
+};
+
+struct conn {
+    struct conn_settings set; /* snapshot taken at creation */
+    const struct conn_ops *ops;
+    void *ud;
+    int fd;
+    enum conn_state state;
+    bool healthcheck;
+    uint32_t max_frame; /* ours until HELLO, then min(ours, HAProxy's) */
+    ev_io rio, wio;
+    ev_timer idle;  /* idle timeout; also bounds the CLOSING flush */
+    ev_idle reaper; /* frees the connection from the loop, never from inside a callback chain */
+    uint8_t *in;
+    size_t in_len, in_cap;
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    struct list dirty_link; /* in the flusher's list while output is queued, else unlinked */
+    char peer[64];
+};
+
 static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void conn_on_reap(struct ev_loop *loop, ev_idle *w, int revents);
 
-static double idle_seconds(const struct conn *c)
+struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops, void *ud, int fd,
+                      const char *peer)
 {
-    return c->agent->cfg->idle_timeout_ms / 1000.0;
-}
-
-struct conn *conn_new(struct agent *a, int fd, const char *peer)
-{
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = pta_calloc(1, sizeof(*c));
     if (c)
-        c->in_cap = SPOP_LEN_PREFIX + a->cfg->max_frame_size;
+        c->in_cap = SPOP_LEN_PREFIX + s->max_frame;
     if (c)
-        c->in = malloc(c->in_cap);
+        c->in = pta_malloc(c->in_cap);
     if (!c || !c->in) {
         free(c);
         close(fd);
         return NULL;
     }
-    list_init(&c->pending);
-    list_init(&c->link);
+    c->set = *s;
+    c->ops = ops;
+    c->ud = ud;
     list_init(&c->dirty_link);
-    c->agent = a;
     c->fd = fd;
     c->state = CONN_HELLO;
-    c->max_frame = a->cfg->max_frame_size;
+    c->max_frame = s->max_frame;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
     ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
     ev_init(&c->idle, conn_on_timer);
     ev_idle_init(&c->reaper, conn_on_reap);
     c->rio.data = c->wio.data = c->idle.data = c->reaper.data = c;
-    ev_io_start(a->loop, &c->rio);
-    c->idle.repeat = idle_seconds(c);
+    ev_io_start(s->loop, &c->rio);
+    c->idle.repeat = s->idle_timeout_ms / 1000.0;
     if (c->idle.repeat > 0)
-        ev_timer_again(a->loop, &c->idle);
-    agent_conn_added(a, c);
+        ev_timer_again(s->loop, &c->idle);
     return c;
 }
 
 void conn_destroy(struct conn *c)
 {
-    struct ev_loop *loop = c->agent->loop;
+    struct ev_loop *loop = c->set.loop;
     c->state = CONN_CLOSING; /* nothing may be queued on a connection being freed */
-    agent_conn_removed(c->agent, c);
+    c->ops->on_close(c, c->ud);
     list_del(&c->dirty_link);
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
@@ -80,7 +102,7 @@ void conn_destroy(struct conn *c)
 
 void conn_close_soon(struct conn *c)
 {
-    struct ev_loop *loop = c->agent->loop;
+    struct ev_loop *loop = c->set.loop;
     c->state = CONN_CLOSING;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
@@ -110,7 +132,7 @@ static int out_reserve(struct conn *c, size_t need)
     size_t cap = c->out_len + need;
     if (cap < 2 * c->out_cap) /* geometric, so a backlog is not copied once per frame */
         cap = 2 * c->out_cap;
-    uint8_t *p = realloc(c->out, cap);
+    uint8_t *p = pta_realloc(c->out, cap);
     if (!p)
         return -1;
     c->out = p;
@@ -135,9 +157,9 @@ static void conn_backpressure(struct conn *c)
     bool reading = ev_is_active(&c->rio);
     if (reading && unsent > CONN_OUT_HIGH) {
         log_debug("spop %s: peer not reading its ACKs: pausing input", c->peer);
-        ev_io_stop(c->agent->loop, &c->rio);
+        ev_io_stop(c->set.loop, &c->rio);
     } else if (!reading && unsent <= CONN_OUT_HIGH / 2 && c->state != CONN_CLOSING) {
-        ev_io_start(c->agent->loop, &c->rio);
+        ev_io_start(c->set.loop, &c->rio);
     }
 }
 
@@ -154,7 +176,7 @@ static void conn_flush(struct conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_start(c->agent->loop, &c->wio);
+            ev_io_start(c->set.loop, &c->wio);
             conn_backpressure(c);
             return;
         }
@@ -164,7 +186,7 @@ static void conn_flush(struct conn *c)
         conn_close_soon(c);
         return;
     }
-    ev_io_stop(c->agent->loop, &c->wio);
+    ev_io_stop(c->set.loop, &c->wio);
     if (c->state == CONN_CLOSING)
         conn_close_soon(c);
     else
@@ -176,21 +198,44 @@ int conn_commit(struct conn *c, struct spop_writer *w)
     if (w->overflow || !w->buf)
         return -1;
     c->out_len += w->len;
-    c->agent->metrics.spop_frames_out++;
+    c->set.counters->frames_out++;
     if (ev_is_active(&c->wio)) /* the peer is not taking what we send: EV_WRITE flushes it */
         conn_backpressure(c);
     else if (!list_linked(&c->dirty_link))
-        list_insert(&c->agent->dirty, &c->dirty_link);
+        list_insert(&c->set.flusher->dirty, &c->dirty_link);
     return 0;
 }
 
-void conn_flush_dirty(struct agent *a)
+void conn_flush_dirty(struct conn_flusher *fl)
 {
-    while (!list_empty(&a->dirty)) {
-        struct conn *c = list_entry(a->dirty.next, struct conn, dirty_link);
+    while (!list_empty(&fl->dirty)) {
+        struct conn *c = list_entry(fl->dirty.next, struct conn, dirty_link);
         list_del(&c->dirty_link);
         conn_flush(c);
     }
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    conn_flush_dirty(w->data);
+}
+
+void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop)
+{
+    fl->loop = loop;
+    list_init(&fl->dirty);
+    ev_prepare_init(&fl->prepare, on_prepare);
+    fl->prepare.data = fl;
+    ev_prepare_start(loop, &fl->prepare);
+    ev_unref(loop); /* flushing alone must not keep a drained loop running */
+}
+
+void conn_flusher_stop(struct conn_flusher *fl)
+{
+    if (!ev_is_active(&fl->prepare))
+        return;
+    ev_ref(fl->loop);
+    ev_prepare_stop(fl->loop, &fl->prepare);
 }
 
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
@@ -203,7 +248,7 @@ void conn_disconnect(struct conn *c, int status, const char *message)
     if (c->state == CONN_CLOSING)
         return;
     if (status != SPOP_ST_NORMAL) {
-        c->agent->metrics.spop_errors++;
+        c->set.counters->errors++;
         log_warn("spop %s: closing: %s (status %d: %s)", c->peer, message, status,
                  spop_status_str(status));
     }
@@ -211,14 +256,14 @@ void conn_disconnect(struct conn *c, int status, const char *message)
     conn_begin(c, &w);
     w.len = spop_encode_agent_disconnect(w.buf, w.cap, (uint32_t)status, message);
     c->state = CONN_CLOSING;
-    ev_io_stop(c->agent->loop, &c->rio);
+    ev_io_stop(c->set.loop, &c->rio);
     if (w.len == 0 || conn_commit(c, &w) < 0) {
         conn_close_soon(c);
         return;
     }
     /* Bound the flush: a peer that never reads must not keep us. */
     c->idle.repeat = CONN_CLOSE_LINGER;
-    ev_timer_again(c->agent->loop, &c->idle);
+    ev_timer_again(c->set.loop, &c->idle);
 }
 
 /* ---- frames ---- */
@@ -254,7 +299,7 @@ static void conn_on_hello(struct conn *c, const struct spop_frame *f)
               c->healthcheck ? " (health check)" : "");
     if (c->healthcheck) { /* SPOE.txt: the agent may close right after a health-check HELLO */
         c->state = CONN_CLOSING;
-        ev_io_stop(c->agent->loop, &c->rio);
+        ev_io_stop(c->set.loop, &c->rio);
         conn_flush(c);
         return;
     }
@@ -278,7 +323,7 @@ static void conn_on_haproxy_disconnect(struct conn *c, const struct spop_frame *
 static bool conn_dispatch(struct conn *c, const uint8_t *buf, uint32_t len)
 {
     struct spop_frame f;
-    c->agent->metrics.spop_frames_in++;
+    c->set.counters->frames_in++;
     if (spop_frame_decode(buf, len, &f) < 0) {
         conn_disconnect(c, SPOP_ST_INVALID, "malformed frame header");
         return false;
@@ -297,7 +342,7 @@ static bool conn_dispatch(struct conn *c, const uint8_t *buf, uint32_t len)
     }
     switch (f.type) {
     case SPOP_FRM_NOTIFY:
-        agent_on_notify(c->agent, c, &f);
+        c->ops->on_notify(c, c->ud, &f);
         return conn_is_open(c);
     case SPOP_FRM_HAPROXY_DISCON:
         conn_on_haproxy_disconnect(c, &f);
@@ -362,10 +407,50 @@ static void conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         conn_close_soon(c);
         return;
     }
-    if (c->npending > 0) { /* waiting on the IdP is not idleness */
+    if (c->ops->busy && c->ops->busy(c, c->ud)) { /* waiting on the IdP is not idleness */
         ev_timer_again(loop, &c->idle);
         return;
     }
     log_debug("spop %s: idle timeout", c->peer);
     conn_disconnect(c, SPOP_ST_TIMEOUT, "idle timeout");
+}
+
+bool conn_is_open(const struct conn *c)
+{
+    return c->state != CONN_CLOSING;
+}
+
+uint32_t conn_max_frame(const struct conn *c)
+{
+    return c->max_frame;
+}
+
+const char *conn_peer(const struct conn *c)
+{
+    return c->peer;
+}
+
+size_t conn_feed(struct conn *c, const uint8_t *buf, size_t len)
+{
+    size_t n = c->in_cap - c->in_len;
+    if (!conn_is_open(c))
+        return 0;
+    if (n > len)
+        n = len;
+    memcpy(c->in + c->in_len, buf, n);
+    c->in_len += n;
+    conn_process_input(c);
+    return n;
+}
+
+size_t conn_unsent(const struct conn *c, const uint8_t **data)
+{
+    *data = c->out ? c->out + c->out_off : NULL;
+    return c->out_len - c->out_off;
+}
+
+void conn_drop_unsent(struct conn *c)
+{
+    c->out_off = c->out_len = 0;
+    list_del(&c->dirty_link);
 }

@@ -1,7 +1,8 @@
-/* One SPOP connection from HAProxy: buffered non-blocking I/O on the worker's libev loop, the HELLO
- * handshake, frame dispatch, DISCONNECT both ways, the idle timeout, and the output queue that lets
- * an ACK be written long after its NOTIFY arrived (pipelining: ACKs go out in completion order).
- * Created by listener.c, fed NOTIFYs to agent.c. */
+/* One SPOP connection: handshake, frame reassembly, NOTIFY dispatch, output queue and closing.
+ * Knows nothing of its owner: what it needs comes in at creation, an ops table (NOTIFY, close,
+ * "busy" for the idle timer) and a settings snapshot that does not change while it lives.
+ * Depends on the SPOP codec, lists and logging only. Created by agent.c; tests drive it directly.
+ */
 #ifndef PTA_CONN_H
 #define PTA_CONN_H
 
@@ -11,63 +12,76 @@
 
 #include <ev.h>
 
+#include "conn_counters.h"
 #include "list.h"
 #include "spop.h"
 
-struct agent;
-struct pending;
+struct conn;
 
-enum conn_state {
-    CONN_HELLO,   /* waiting for HAPROXY-HELLO */
-    CONN_READY,   /* handshake done: NOTIFY / ACK */
-    CONN_CLOSING, /* flushing a last frame, then closed from the loop */
+/* Connections with output queued, sent together before the loop next waits: HAProxy packs many
+ * NOTIFYs into one read, and one send() for all their ACKs instead of one each is most of the
+ * agent's CPU on the cached path. One per loop, shared by its connections. */
+struct conn_flusher {
+    struct ev_loop *loop;
+    struct list dirty;
+    ev_prepare prepare;
 };
 
-struct conn {
-    struct agent *agent;
-    int fd;
-    enum conn_state state;
-    bool healthcheck;
-    uint32_t max_frame; /* ours until HELLO, then min(ours, HAProxy's) */
-    ev_io rio, wio;
-    ev_timer idle;  /* idle timeout; also bounds the CLOSING flush */
-    ev_idle reaper; /* frees the connection from the loop, never from inside a callback chain */
-    uint8_t *in;
-    size_t in_len, in_cap;
-    uint8_t *out;
-    size_t out_off, out_len, out_cap;
-    struct list pending; /* NOTIFYs waiting for an introspection (struct pending) */
-    unsigned npending;
-    struct list link;       /* in the agent's connections */
-    struct list dirty_link; /* in the agent's connections with output queued, or unlinked */
-    char peer[64];
+/* Starts the ev_prepare (unreferenced: flushing alone never keeps a loop alive). */
+void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop);
+/* Stops it; every connection using it must be gone. */
+void conn_flusher_stop(struct conn_flusher *fl);
+/* Sends what every connection of the flusher has queued (also called by the ev_prepare). */
+void conn_flush_dirty(struct conn_flusher *fl);
+
+/* Fixed for the connection's whole life (a reload changes what new connections get, never the
+ * frame size a live one negotiated). The pointed-to objects must outlive the connection. */
+struct conn_settings {
+    struct ev_loop *loop;
+    uint32_t max_frame;       /* ours: announced in AGENT-HELLO (HAProxy may lower it) */
+    unsigned idle_timeout_ms; /* close after that long without input; 0: never */
+    struct conn_counters *counters;
+    struct conn_flusher *flusher;
 };
 
-/* Takes ownership of fd (already non-blocking). NULL on ENOMEM (fd closed). */
-struct conn *conn_new(struct agent *a, int fd, const char *peer);
+/* The owner's callbacks; ud is the pointer given to conn_new(). */
+struct conn_ops {
+    /* A NOTIFY (the frame is borrowed: copy what must outlive the call). May queue ACKs,
+     * disconnect or close c. */
+    void (*on_notify)(struct conn *c, void *ud, const struct spop_frame *f);
+    /* Once, just before c is freed (closed by either side, or destroyed): ud may be freed. */
+    void (*on_close)(struct conn *c, void *ud);
+    /* Optional: true while the owner still owes answers, which keeps the idle timer from closing.
+     */
+    bool (*busy)(const struct conn *c, void *ud);
+};
 
-/* Opens a frame in the output queue with room for a whole max_frame frame. Every call is followed
+/* Takes ownership of fd (already non-blocking). s and ops are copied/borrowed (ops must outlive the
+ * connection). NULL on ENOMEM (fd closed, on_close not called). */
+struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops, void *ud, int fd,
+                      const char *peer);
+
+/* Opens a frame in the output queue with room for a whole negotiated frame. Every call is followed
  * by conn_commit() before anything else writes to the connection. */
 void conn_begin(struct conn *c, struct spop_writer *w);
-/* Queues what w holds (when it did not overflow). Returns 0, or -1 on overflow (nothing queued).
- * Queued frames go out together before the loop next waits (conn_flush_dirty): HAProxy packs
- * many NOTIFYs into one read, and one send() for all their ACKs instead of one each is most of
- * the agent's CPU on the cached path. */
+/* Queues what w holds (when it did not overflow). Returns 0, or -1 on overflow (nothing queued). */
 int conn_commit(struct conn *c, struct spop_writer *w);
-
-/* Sends what every connection of the agent has queued; called from the agent's ev_prepare. */
-void conn_flush_dirty(struct agent *a);
 
 /* Sends AGENT-DISCONNECT (status, message) and closes once it is flushed. */
 void conn_disconnect(struct conn *c, int status, const char *message);
 /* Closes without a word, from the loop. Safe to call from any callback, several times. */
 void conn_close_soon(struct conn *c);
-/* Frees at once: only for shutdown, outside any callback chain. */
+/* Frees at once (calls on_close): only for shutdown and tests, outside any callback chain. */
 void conn_destroy(struct conn *c);
 
-static inline bool conn_is_open(const struct conn *c)
-{
-    return c->state != CONN_CLOSING;
-}
+bool conn_is_open(const struct conn *c);       /* false once closing */
+uint32_t conn_max_frame(const struct conn *c); /* negotiated: min(ours, HAProxy's) after HELLO */
+const char *conn_peer(const struct conn *c);
+
+/* For tests and benchmarks: processes bytes as if read from the socket (at most a frame's room),
+ * and gives or drops what is queued and not sent yet. */
+size_t conn_feed(struct conn *c, const uint8_t *buf, size_t len);
+size_t conn_unsent(const struct conn *c, const uint8_t **data);
+void conn_drop_unsent(struct conn *c);
 
 #endif

@@ -189,19 +189,12 @@ static int decide_token(const struct decision_input *in, struct decision *out, c
 {
     if (!in->ti)
         return server_error(out, 500); /* BEARER_OK without a resolution: a caller bug */
-    switch (in->ti->outcome) {
-    case TOKEN_ACTIVE:
+    if (in->ti->outcome == TOKEN_ACTIVE)
         return decide_active(in, out, realm);
-    case TOKEN_INACTIVE:
+    if (in->ti->outcome == TOKEN_INACTIVE)
         return deny(out, 401, realm, "invalid_token", DESC_INVALID, NULL);
-    case TOKEN_IDP_ERROR:
-        return server_error(out, 502);
-    case TOKEN_IDP_UNAVAIL:
-        return server_error(out, 503);
-    case TOKEN_IDP_UNKNOWN:
-        break;
-    }
-    return server_error(out, 500);
+    /* The IdP's trouble: the one outcome -> status map (token.c), no challenge. */
+    return server_error(out, token_outcome_status(in->ti->outcome));
 }
 
 int decide(const struct decision_input *in, struct decision *out)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,12 +18,12 @@
 
 #include <arpa/inet.h>
 
-#include "agent.h"
-#include "conn.h"
 #include "log.h"
 
 struct listener {
-    struct agent *agent;
+    struct ev_loop *loop;
+    listener_accept_fn on_accept;
+    void *ud;
     int fd;
     int port;
     bool is_unix;
@@ -131,9 +132,9 @@ static void pause_accepting(struct listener *l, int err)
 {
     log_warn("accept failed: %s; pausing new SPOP connections for %.0f ms", strerror(err),
              ACCEPT_PAUSE * 1000);
-    ev_io_stop(l->agent->loop, &l->io);
+    ev_io_stop(l->loop, &l->io);
     ev_timer_set(&l->retry, ACCEPT_PAUSE, 0.);
-    ev_timer_start(l->agent->loop, &l->retry);
+    ev_timer_start(l->loop, &l->retry);
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
@@ -143,7 +144,7 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
         ev_io_start(loop, &l->io);
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = w->data;
     for (int i = 0; i < 64; i++) { /* bounded, so one busy listener cannot starve the loop */
@@ -163,21 +164,21 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         char peer[64];
         peer_name(&ss, peer, sizeof(peer));
-        if (!conn_new(l->agent, fd, peer))
-            log_error("out of memory: connection from %s dropped", peer);
-        else
-            log_debug("spop %s: connected", peer);
+        l->on_accept(l->ud, fd, peer);
     }
 }
 
-struct listener *listener_new(struct agent *a, const char *addr, char *err, size_t errlen)
+struct listener *listener_new(struct ev_loop *loop, const char *addr, listener_accept_fn accept_fn,
+                              void *ud, char *err, size_t errlen)
 {
     struct listener *l = calloc(1, sizeof(*l));
     if (!l) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    l->agent = a;
+    l->loop = loop;
+    l->on_accept = accept_fn;
+    l->ud = ud;
     l->fd = -1;
     int rc = strncmp(addr, "unix:", 5) == 0 ? bind_unix(l, addr + 5, err, errlen)
                                             : bind_tcp(l, addr, err, errlen);
@@ -189,10 +190,10 @@ struct listener *listener_new(struct agent *a, const char *addr, char *err, size
         listener_free(l);
         return NULL;
     }
-    ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+    ev_io_init(&l->io, on_readable, l->fd, EV_READ);
     ev_init(&l->retry, on_retry);
     l->io.data = l->retry.data = l;
-    ev_io_start(a->loop, &l->io);
+    ev_io_start(loop, &l->io);
     return l;
 }
 
@@ -200,8 +201,8 @@ void listener_stop(struct listener *l)
 {
     if (!l || l->fd < 0)
         return;
-    ev_io_stop(l->agent->loop, &l->io);
-    ev_timer_stop(l->agent->loop, &l->retry);
+    ev_io_stop(l->loop, &l->io);
+    ev_timer_stop(l->loop, &l->retry);
     close(l->fd);
     l->fd = -1;
     if (l->unix_path)

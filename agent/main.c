@@ -11,6 +11,7 @@
 
 #include "agent.h"
 #include "cache.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "metrics_http.h"
@@ -27,13 +28,6 @@ struct daemon {
     ev_timer drain_deadline;
     ev_prepare drain_check;
 };
-
-static int64_t realtime_ms(void *ud)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Builds a configuration from the command line (which names the file). NULL with err filled. */
 static struct config *load_config(int argc, char **argv, enum config_action *action, char *err,
@@ -172,7 +166,7 @@ static int run(struct daemon *d)
         log_error("cannot create the event loop");
         return 1;
     }
-    d->cache = cache_new(&d->cfg->cache, realtime_ms, NULL, NULL, 0);
+    d->cache = cache_new(&d->cfg->cache, clock_ms, NULL, NULL, 0);
     if (!d->cache) {
         log_error("cannot create the cache");
         return 1;

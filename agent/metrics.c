@@ -147,11 +147,11 @@ static void render_spop(struct sbuf *b, const struct metrics *const *w, size_t n
     header(b, "phantom_spop_connections", "gauge", "SPOP connections open.");
     out(b, "phantom_spop_connections %lu\n", (unsigned long)SUM(spop_connections_open));
     header(b, "phantom_spop_frames_total", "counter", "SPOP frames by direction.");
-    out(b, "phantom_spop_frames_total{direction=\"in\"} %lu\n", (unsigned long)SUM(spop_frames_in));
+    out(b, "phantom_spop_frames_total{direction=\"in\"} %lu\n", (unsigned long)SUM(spop.frames_in));
     out(b, "phantom_spop_frames_total{direction=\"out\"} %lu\n",
-        (unsigned long)SUM(spop_frames_out));
+        (unsigned long)SUM(spop.frames_out));
     header(b, "phantom_spop_errors_total", "counter", "SPOP connections ended by an error.");
-    out(b, "phantom_spop_errors_total %lu\n", (unsigned long)SUM(spop_errors));
+    out(b, "phantom_spop_errors_total %lu\n", (unsigned long)SUM(spop.errors));
     header(b, "phantom_ack_too_big_total", "counter", "JWTs too large for the frame (502).");
     out(b, "phantom_ack_too_big_total %lu\n", (unsigned long)SUM(ack_too_big));
 }

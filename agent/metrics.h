@@ -1,6 +1,7 @@
 /* Counters the agent keeps for operators, and their Prometheus text rendering. The counters are
  * plain fields of one struct per worker (no globals, no locks on the hot path); the exporter sums
- * the workers' structs when scraped. Used by agent.c, conn.c and the metrics listener. */
+ * the workers' structs when scraped. Used by agent.c, the pipeline stages and the metrics listener.
+ */
 #ifndef PTA_METRICS_H
 #define PTA_METRICS_H
 
@@ -8,6 +9,7 @@
 #include <stdint.h>
 
 #include "cache.h"
+#include "conn_counters.h"
 
 enum metrics_status { MST_200, MST_400, MST_401, MST_403, MST_500, MST_502, MST_503, MST__COUNT };
 enum metrics_idp {
@@ -28,8 +30,7 @@ struct metrics {
     double idp_latency_sum_s;
     uint64_t idp_latency_count;
     uint64_t spop_connections_total, spop_connections_open;
-    uint64_t spop_frames_in, spop_frames_out;
-    uint64_t spop_errors; /* connections ended by a protocol error */
+    struct conn_counters spop; /* incremented by conn.c */
     uint64_t notify_total, ack_total;
     uint64_t ack_too_big; /* JWT did not fit the negotiated frame: answered 502 */
 };

@@ -1,10 +1,11 @@
 /* Micro-benchmark of the decision path on a cache hit, exactly as the daemon runs it: a NOTIFY
  * frame of the shape HAProxy 2.6 sends for the shipped spoe/phantom-token.conf (authorization STR,
- * auth_count INT64, scopes NULL or STR, realm STR) goes through spop_frame_complete() and
- * spop_frame_decode() (what conn.c does with the bytes it read) and then agent_on_notify() itself,
- * on a real struct agent and a fake struct conn: argument lookup, bearer_parse, cache_key_of
- * (HMAC-SHA-256), cache_lookup (hit), decide(), decision_put_actions() and the frame end into the
- * connection's output queue. Nothing is re-implemented here.
+ * auth_count INT64, scopes NULL or STR, realm STR) is fed to a real connection (conn_feed(): what
+ * conn.c does with the bytes it read) of a real worker (agent_init_with() with the daemon's l1 and
+ * finish stages, the connection from agent_adopt() after a real HELLO): frame reassembly, argument
+ * lookup, bearer_parse, cache_key_of (HMAC-SHA-256), cache_lookup (hit), decide(),
+ * decision_put_actions() and the frame end into the connection's output queue. Nothing is
+ * re-implemented here, and no struct is filled by hand.
  *
  * Three loops:
  *   hit      no I/O: conn_commit() only queues the ACK (the daemon sends queued ACKs before its
@@ -35,25 +36,20 @@
 
 #include <ev.h>
 
+#include "../unit/spop_peer.h"
 #include "agent.h"
 #include "cache.h"
+#include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "idp_response.h"
 #include "log.h"
 #include "spop.h"
+#include "stages.h"
 #include "token.h"
 
 #define MAX_FRAME 16380u
 #define MEM_ENTRIES 10000
-
-/* The daemon's cache clock (main.c). */
-static int64_t realtime_ms(void *ud)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static double now_ns(void)
 {
@@ -92,7 +88,7 @@ static char *make_jwt(size_t size)
 {
     const char *hdr = "{\"alg\":\"RS256\",\"kid\":\"bench\",\"typ\":\"JWT\"}";
     char payload[8192];
-    long exp = (long)(realtime_ms(NULL) / 1000) + 3600;
+    long exp = (long)(clock_ms(NULL) / 1000) + 3600;
     int n = snprintf(payload, sizeof(payload),
                      "{\"iss\":\"https://idp.example.test\",\"aud\":\"api.example.test\","
                      "\"sub\":\"bench-user\",\"client_id\":\"bench-client\",\"scope\":\"openid "
@@ -146,58 +142,36 @@ static struct token_info *classify(const char *jwt)
  * prefix included. */
 static size_t build_notify(uint8_t *buf, size_t cap, const char *auth, const char *scopes)
 {
-    struct spop_writer w;
-    spop_writer_init(&w, buf, cap);
-    spop_frame_begin(&w, SPOP_FRM_NOTIFY, SPOP_FLAG_FIN, 123456, 1);
-    spop_put_str(&w, "check-token", 11);
-    spop_put_u8(&w, 4);
-    struct spop_value v = spop_v_str(auth, strlen(auth));
-    spop_put_str(&w, "authorization", 13);
-    spop_put_value(&w, &v);
-    v = (struct spop_value){.type = SPOP_DATA_INT64, .u.i = 1};
-    spop_put_str(&w, "auth_count", 10);
-    spop_put_value(&w, &v);
-    v = scopes ? spop_v_str(scopes, strlen(scopes)) : (struct spop_value){.type = SPOP_DATA_NULL};
-    spop_put_str(&w, "scopes", 6);
-    spop_put_value(&w, &v);
-    v = spop_v_str("api", 3);
-    spop_put_str(&w, "realm", 5);
-    spop_put_value(&w, &v);
-    if (spop_frame_end(&w, MAX_FRAME) < 0) {
+    size_t n = peer_notify(buf, cap, 123456, 1, auth, scopes);
+    if (n == 0) {
         fprintf(stderr, "bench_decision: cannot build the NOTIFY\n");
         exit(1);
     }
-    return w.len;
+    return n;
 }
 
-/* What conn_process_input() and conn_dispatch() do with one complete frame in the input buffer. */
-static inline void dispatch(struct agent *a, struct conn *c, const uint8_t *in, size_t len)
+/* One complete frame through the connection's input path, which dispatches it to the worker. */
+static inline void dispatch(struct conn *c, const uint8_t *in, size_t len)
 {
-    uint32_t flen;
-    struct spop_frame f;
-    if (spop_frame_complete(in, len, c->max_frame, &flen) != 1 ||
-        spop_frame_decode(in + SPOP_LEN_PREFIX, flen, &f) < 0 || f.type != SPOP_FRM_NOTIFY) {
-        fprintf(stderr, "bench_decision: bad frame\n");
+    if (conn_feed(c, in, len) != len || !conn_is_open(c)) {
+        fprintf(stderr, "bench_decision: the connection refused the frame\n");
         exit(1);
     }
-    agent_on_notify(a, c, &f);
 }
 
-static struct conn *fake_conn(struct agent *a, int fd)
+/* A connection of the worker on fd (one end of a socketpair or a TCP pair), past its HELLO. */
+static struct conn *open_conn(struct agent *a, int fd)
 {
-    struct conn *c = calloc(1, sizeof(*c));
-    c->agent = a;
-    c->fd = fd;
-    c->state = CONN_READY;
-    list_init(&c->pending);
-    list_init(&c->link);
-    list_init(&c->dirty_link);
-    c->max_frame = MAX_FRAME;
-    snprintf(c->peer, sizeof(c->peer), "bench");
-    c->out_cap = 1 + SPOP_LEN_PREFIX + MAX_FRAME; /* what conn_begin() reserves, plus our byte */
-    c->out = malloc(c->out_cap);
-    ev_io_init(&c->rio, NULL, fd, EV_READ);
-    ev_io_init(&c->wio, NULL, fd, EV_WRITE);
+    uint8_t hello[256];
+    const uint8_t *out;
+    struct conn *c = agent_adopt(a, fd, "bench");
+    size_t n = peer_hello(hello, sizeof(hello), MAX_FRAME, 0);
+    if (!c || n == 0 || conn_feed(c, hello, n) != n || !conn_is_open(c) ||
+        conn_unsent(c, &out) == 0) {
+        fprintf(stderr, "bench_decision: no AGENT-HELLO\n");
+        exit(1);
+    }
+    conn_drop_unsent(c); /* the AGENT-HELLO */
     return c;
 }
 
@@ -217,19 +191,26 @@ static size_t check_ack(const uint8_t *out, size_t len, const char *jwt)
     return SPOP_LEN_PREFIX + flen;
 }
 
-/* The no-I/O loop: the ACK is queued and the queue rewound (one byte stays at its head, so that
- * check_ack() reads the last ACK at out + 1). The connection is left off the dirty list. */
-static double loop_hit(struct agent *a, struct conn *c, const uint8_t *frame, size_t len, long n)
+/* The no-I/O loop: the ACK is queued and the queue dropped before the next NOTIFY (the last ACK
+ * stays queued for check_ack()). */
+static double loop_hit(struct conn *c, const uint8_t *frame, size_t len, long n)
 {
     double t0 = now_ns();
     for (long i = 0; i < n; i++) {
-        c->out_off = 0;
-        c->out_len = 1;
-        dispatch(a, c, frame, len);
+        conn_drop_unsent(c);
+        dispatch(c, frame, len);
     }
-    double ns = n > 0 ? (now_ns() - t0) / (double)n : 0;
-    list_del(&c->dirty_link); /* the rewound queue has nothing to flush */
-    return ns;
+    return n > 0 ? (now_ns() - t0) / (double)n : 0;
+}
+
+/* The ACK the last loop_hit() left queued; dropped afterwards. */
+static size_t check_queued_ack(struct conn *c, const char *jwt)
+{
+    const uint8_t *out;
+    size_t len = conn_unsent(c, &out);
+    size_t n = check_ack(out, len, jwt);
+    conn_drop_unsent(c);
+    return n;
 }
 
 static int tcp_pair(int *agent_fd, int *peer_fd)
@@ -263,7 +244,7 @@ static double loop_send(struct agent *a, const uint8_t *frame, size_t len, long 
         perror("bench_decision: loopback connection");
         return -1;
     }
-    struct conn *c = fake_conn(a, afd);
+    struct conn *c = open_conn(a, afd);
     static uint8_t sink[1 << 20];
     double total = 0;
     const long batch = 64;
@@ -271,23 +252,22 @@ static double loop_send(struct agent *a, const uint8_t *frame, size_t len, long 
         long k = n - done < batch ? n - done : batch;
         double t0 = now_ns();
         for (long i = 0; i < k; i++) {
-            dispatch(a, c, frame, len);
+            dispatch(c, frame, len);
             if ((i + 1) % per_flush == 0 || i + 1 == k)
-                conn_flush_dirty(a);
+                conn_flush_dirty(&a->flusher);
         }
         total += now_ns() - t0;
         done += k;
-        if (c->state != CONN_READY || c->out_off != c->out_len) {
+        const uint8_t *unsent;
+        if (!conn_is_open(c) || conn_unsent(c, &unsent) != 0) {
             fprintf(stderr, "bench_decision: send() did not take the ACK at once\n");
             break;
         }
         while (recv(pfd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
             ;
     }
+    conn_destroy(c); /* closes afd */
     close(pfd);
-    close(afd);
-    free(c->out);
-    free(c);
     return total / (double)n;
 }
 
@@ -295,7 +275,7 @@ static void memory_per_entry(const struct config *cfg, const char *jwt)
 {
     struct cache_config cc = cfg->cache;
     cc.max_entries = MEM_ENTRIES * 2;
-    struct cache *cache = cache_new(&cc, realtime_ms, NULL, NULL, 0);
+    struct cache *cache = cache_new(&cc, clock_ms, NULL, NULL, 0);
     struct mallinfo2 before = mallinfo2();
     char tok[64];
     for (int i = 0; i < MEM_ENTRIES; i++) {
@@ -326,13 +306,17 @@ int main(int argc, char **argv)
     static struct config cfg;
     config_defaults(&cfg); /* the daemon's defaults: access log off, 100 000 entries, 300 s */
     struct ev_loop *loop = ev_default_loop(0);
-    struct cache *cache = cache_new(&cfg.cache, realtime_ms, NULL, NULL, 0);
+    struct cache *cache = cache_new(&cfg.cache, clock_ms, NULL, NULL, 0);
+    /* The daemon's chain without its introspection stage (every lookup here hits) and without a
+     * listener: the connections come from agent_adopt(). */
+    struct pipeline *chain = pipeline_new();
+    if (!cache || !chain || stage_l1_add(chain, cache) < 0 || stage_finish_add(chain) < 0) {
+        fprintf(stderr, "bench_decision: out of memory\n");
+        return 1;
+    }
     static struct agent a;
-    a.loop = loop;
-    a.cfg = &cfg;
-    a.cache = cache;
-    list_init(&a.conns); /* what agent_init() would do, without a listener or an introspector */
-    list_init(&a.dirty);
+    if (agent_init_with(&a, loop, &cfg, cache, chain) < 0)
+        return 1;
 
     /* An opaque token like an identity server's (43 base64url characters), cached as the
      * introspection would have left it. */
@@ -348,22 +332,27 @@ int main(int argc, char **argv)
     size_t len = build_notify(frame, sizeof(frame), auth, NULL);
     size_t len_scoped = build_notify(frame_scoped, sizeof(frame_scoped), auth, "read");
 
-    struct conn *c = fake_conn(&a, -1);
-    loop_hit(&a, c, frame, len, 1); /* allocates the output queue, checks the answer */
-    size_t ack = check_ack(c->out + 1, c->out_len - 1, jwt);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0) {
+        perror("bench_decision: socketpair");
+        return 1;
+    }
+    struct conn *c = open_conn(&a, sv[0]); /* never flushed: nothing is sent on sv[0] */
+    loop_hit(c, frame, len, 1);            /* allocates the output queue, checks the answer */
+    size_t ack = check_queued_ack(c, jwt);
     printf("NOTIFY %zu bytes -> ACK %zu bytes (JWT %zu bytes), %ld iterations\n", len, ack,
            strlen(jwt), n);
 
     uint64_t hits0 = a.metrics.decisions[MST_200];
-    double ns = loop_hit(&a, c, frame, len, n);
+    double ns = loop_hit(c, frame, len, n);
     if (a.metrics.decisions[MST_200] - hits0 != (uint64_t)n) {
         fprintf(stderr, "bench_decision: not every decision was a 200\n");
         return 1;
     }
     printf("hit, route without scopes (no I/O):  ns/decision: %.1f\n", ns);
     if (!only_hit) {
-        double ns_scoped = loop_hit(&a, c, frame_scoped, len_scoped, n);
-        check_ack(c->out + 1, c->out_len - 1, jwt);
+        double ns_scoped = loop_hit(c, frame_scoped, len_scoped, n);
+        check_queued_ack(c, jwt);
         printf("hit, route requiring a scope:        %.1f ns/decision\n", ns_scoped);
         long nsend = n < 200000 ? n : 200000;
         printf("hit + a send() after every NOTIFY (TCP loopback):      %.1f ns/decision\n",
@@ -372,9 +361,8 @@ int main(int argc, char **argv)
                loop_send(&a, frame, len, nsend, 16));
         memory_per_entry(&cfg, jwt);
     }
-    free(c->out);
-    free(c);
-    agent_fini(&a);
+    agent_fini(&a); /* closes sv[0] with its connection */
+    close(sv[1]);
     cache_free(cache);
     free(jwt);
     return 0;
