@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "alloc.h"
+#include "cache_index.h"
 #include "clock.h"
 #include "list.h"
 
@@ -55,11 +56,15 @@ struct cache_node {
         struct list lru; /* entry: position in the LRU list */
         struct {
             struct cache_waiter *head, *tail; /* flight: FIFO of waiters */
+            uint64_t purge_gen;               /* flight: c->purge_gen when it started */
         } wq;
     } u;
-    struct token_info *ti; /* entry: the cache's reference; NULL for a flight */
-    int64_t expires_ms;    /* entry: gone when the clock reaches it */
-    size_t cost;           /* entry: bytes counted in c->bytes */
+    struct token_info *ti;                /* entry: the cache's reference; NULL for a flight */
+    int64_t expires_ms;                   /* entry: gone when the clock reaches it */
+    size_t cost;                          /* entry: bytes counted in c->bytes */
+    struct cidx_link idx[CACHE_BY_KINDS]; /* entry: its place in the secondary indexes */
+    uint8_t token_id[CACHE_TOKEN_ID_LEN];
+    bool has_id;
 };
 
 /* The waiters of a flight being completed by cache_resolve(). Kept reachable from the cache so that
@@ -85,11 +90,50 @@ struct cache {
     struct list lru; /* head: next is the most recently used entry, prev the least */
     struct dispatch *dispatching;
     struct cache_stats st;
+    struct cidx *idx;   /* by sub, client_id, sid, token id */
+    uint64_t purge_gen; /* incremented by every purge */
 };
 
 size_t cache_entry_overhead(void)
 {
-    return sizeof(struct cache_node) + sizeof(struct cache_node *);
+    return sizeof(struct cache_node) + sizeof(struct cache_node *) +
+           CACHE_BY_KINDS * cidx_group_size();
+}
+
+/* ---- secondary indexes ---- */
+
+static struct cache_node *node_of_idx(const struct cidx_link *links)
+{
+    return (struct cache_node *)((const char *)links - offsetof(struct cache_node, idx));
+}
+
+static const void *str_value(const char *v, size_t *len)
+{
+    if (!v || !*v)
+        return NULL;
+    *len = strlen(v);
+    return v;
+}
+
+/* What an entry is indexed under: its claims, and the token id when the caller gave one. */
+static const void *index_value(const struct cidx_link *links, unsigned kind, size_t *len, void *ud)
+{
+    const struct cache_node *n = node_of_idx(links);
+    (void)ud;
+    switch ((enum cache_by)kind) {
+    case CACHE_BY_SUB:
+        return str_value(n->ti->claims.sub, len);
+    case CACHE_BY_CLIENT_ID:
+        return str_value(n->ti->claims.client_id, len);
+    case CACHE_BY_SID:
+        return str_value(n->ti->claims.sid, len);
+    case CACHE_BY_TOKEN_ID:
+        *len = CACHE_TOKEN_ID_LEN;
+        return n->has_id ? n->token_id : NULL;
+    case CACHE_BY_KINDS:
+        break;
+    }
+    return NULL;
 }
 
 /* ---- time and TTLs ---- */
@@ -216,6 +260,7 @@ static void lru_push_front(struct cache *c, struct list *l)
 
 static void entry_drop(struct cache *c, struct cache_node *n)
 {
+    cidx_remove(c->idx, n->idx);
     table_unlink(c, n);
     list_del(&n->u.lru);
     c->st.entries--;
@@ -241,7 +286,7 @@ static void evict_down_to(struct cache *c, size_t entries, size_t bytes, int64_t
 
 /* Stores ti under k for ttl ms, replacing any entry already there. Takes a new reference. */
 static void entry_store(struct cache *c, const struct cache_key *k, struct token_info *ti,
-                        int64_t now, int64_t ttl)
+                        int64_t now, int64_t ttl, const uint8_t *id)
 {
     size_t cost = token_info_size(ti) + cache_entry_overhead();
     struct cache_node **slot, *n;
@@ -255,7 +300,15 @@ static void entry_store(struct cache *c, const struct cache_key *k, struct token
     if (!n)
         return; /* a cache may forget */
     n->key = *k;
-    n->ti = token_ref(ti);
+    n->ti = ti;
+    n->has_id = id != NULL;
+    if (id)
+        memcpy(n->token_id, id, CACHE_TOKEN_ID_LEN);
+    if (cidx_add(c->idx, n->idx) != 0) {
+        free(n); /* an entry that a purge could not find must not be cached */
+        return;
+    }
+    token_ref(ti);
     n->expires_ms = now + ttl;
     n->cost = cost;
     slot = table_slot(c, k); /* evictions may have unlinked the node the old slot pointed into */
@@ -300,6 +353,7 @@ static enum cache_lookup flight_start(struct cache *c, const struct cache_key *k
         return CACHE_NOMEM;
     memset(f, 0, sizeof(*f));
     f->key = *k;
+    f->u.wq.purge_gen = c->purge_gen;
     slot = table_slot(c, k); /* flight_alloc() may have evicted and changed the chain */
     *slot = f;
     waiter_append(f, w);
@@ -386,7 +440,8 @@ struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, vo
     list_init(&c->lru);
     c->nbuckets = buckets_for(cfg);
     c->buckets = pta_calloc(c->nbuckets, sizeof(*c->buckets));
-    if (!c->buckets || key_setup(c, hmac_key, hmac_key_len) != 0 || mac_init(c) != 0) {
+    c->idx = cidx_new(CACHE_BY_KINDS, c->nbuckets, index_value, NULL, NULL);
+    if (!c->buckets || !c->idx || key_setup(c, hmac_key, hmac_key_len) != 0 || mac_init(c) != 0) {
         cache_free(c);
         return NULL;
     }
@@ -412,6 +467,7 @@ void cache_free(struct cache *c)
         }
     }
     free(c->buckets);
+    cidx_free(c->idx);
     EVP_MD_CTX_free(c->inner);
     EVP_MD_CTX_free(c->outer);
     EVP_MD_CTX_free(c->work);
@@ -438,6 +494,7 @@ void cache_reconfigure(struct cache *c, const struct cache_config *cfg)
     clamp_expiries(c, now);
     evict_down_to(c, cfg->max_entries, cfg->max_bytes, now);
     table_resize(c, buckets_for(cfg));
+    cidx_resize(c->idx, c->nbuckets); /* on ENOMEM the old table stays: still correct */
 }
 
 /* HMAC-SHA-256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || token)). */
@@ -505,13 +562,16 @@ bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waite
     return false;
 }
 
-/* Removes k's flight, if any, and returns its waiters. */
-static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k)
+/* Removes k's flight, if any, and returns its waiters. *purged says whether a purge happened
+ * while it was in progress (its answer is then not stored). */
+static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k, bool *purged)
 {
     struct cache_node **slot = table_slot(c, k), *f = *slot;
     struct cache_waiter *head;
+    *purged = false;
     if (!f || f->ti)
         return NULL;
+    *purged = f->u.wq.purge_gen != c->purge_gen;
     head = f->u.wq.head;
     *slot = f->chain;
     flight_free(f);
@@ -521,11 +581,20 @@ static struct cache_waiter *flight_take(struct cache *c, const struct cache_key 
 
 void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti)
 {
+    cache_resolve_id(c, k, ti, NULL);
+}
+
+void cache_resolve_id(struct cache *c, const struct cache_key *k, struct token_info *ti,
+                      const uint8_t id[CACHE_TOKEN_ID_LEN])
+{
     int64_t now = now_ms(c);
-    struct dispatch d = {.key = *k, .head = flight_take(c, k), .outer = c->dispatching};
-    int64_t ttl = ti ? ttl_ms(c, ti, now) : 0;
+    bool purged;
+    struct dispatch d = {.key = *k, .head = flight_take(c, k, &purged), .outer = c->dispatching};
+    int64_t ttl = ti && !purged ? ttl_ms(c, ti, now) : 0;
+    if (purged)
+        c->st.purge_skipped++;
     if (ttl > 0)
-        entry_store(c, k, ti, now, ttl);
+        entry_store(c, k, ti, now, ttl, id);
     /* From here the flight is gone and the entry (if any) is visible, so a done() that looks k up
      * again gets a HIT or leads a new flight. Our reference keeps ti alive even if a re-entrant
      * call evicts the entry. Each waiter is popped before its done() runs, since done() frees it,
@@ -553,4 +622,85 @@ void cache_visit_memory(const struct cache *c, cache_memory_fn fn, void *ud)
     for (size_t i = 0; i < c->nbuckets; i++)
         for (const struct cache_node *n = c->buckets[i]; n; n = n->chain)
             fn(n, sizeof(*n), ud);
+}
+
+/* ---- purge ---- */
+
+static void purge_begin(struct cache *c)
+{
+    c->purge_gen++; /* flights in progress will not store their answer */
+}
+
+static size_t purged(struct cache *c, size_t n)
+{
+    c->st.purged += n;
+    return n;
+}
+
+size_t cache_purge_key(struct cache *c, const struct cache_key *k)
+{
+    struct cache_node *n = *table_slot(c, k);
+    purge_begin(c);
+    if (!n || !n->ti)
+        return 0; /* nothing stored, or a flight (which now will not store) */
+    entry_drop(c, n);
+    return purged(c, 1);
+}
+
+size_t cache_purge_by(struct cache *c, enum cache_by by, const void *value, size_t len)
+{
+    size_t n = 0;
+    struct cidx_link *l;
+    purge_begin(c);
+    while ((l = cidx_first(c->idx, (unsigned)by, value, len)) != NULL) {
+        entry_drop(c, node_of_idx(l));
+        n++;
+    }
+    return purged(c, n);
+}
+
+size_t cache_purge_all(struct cache *c)
+{
+    size_t n = 0;
+    purge_begin(c);
+    while (!list_empty(&c->lru)) {
+        entry_drop(c, node_of_lru(c->lru.next));
+        n++;
+    }
+    return purged(c, n);
+}
+
+uint64_t cache_purge_generation(const struct cache *c)
+{
+    return c->purge_gen;
+}
+
+struct list_ctx {
+    int64_t now;
+    size_t max, live, shown;
+    void (*fn)(void *ud, const struct cache_entry_view *e);
+    void *ud;
+};
+
+static void list_one(struct cidx_link *links, void *ud)
+{
+    struct list_ctx *l = ud;
+    const struct cache_node *n = node_of_idx(links);
+    if (n->expires_ms <= l->now)
+        return; /* never served again: not worth showing */
+    l->live++;
+    if (l->max && l->shown >= l->max)
+        return;
+    struct cache_entry_view v = {
+        .token_id = n->has_id ? n->token_id : NULL, .expires_ms = n->expires_ms, .ti = n->ti};
+    l->shown++;
+    l->fn(l->ud, &v);
+}
+
+size_t cache_list_by(struct cache *c, enum cache_by by, const void *value, size_t len, size_t max,
+                     void (*fn)(void *ud, const struct cache_entry_view *e), void *ud)
+{
+    struct list_ctx l = {.now = now_ms(c), .max = max, .fn = fn, .ud = ud};
+    cidx_foreach(c->idx, (unsigned)by, value, len, 0, list_one, &l);
+    return l.live;
 }

@@ -255,6 +255,10 @@ static int read_claims(json_t *payload, struct token_claims *c, const char **why
         *why = "JWT sub or client_id is not a usable string";
         return -1;
     }
+    if (read_string(payload, "sid", &c->sid) < 0) {
+        *why = "JWT sid is not a usable string";
+        return -1;
+    }
     if (read_scope(payload, &c->scope) < 0) {
         *why = "JWT scope is not a usable string or array of strings";
         return -1;

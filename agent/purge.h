@@ -40,6 +40,16 @@ int purge_parse(const char *body, size_t len, purge_key_fn key_of, void *ud,
                 struct purge_selector *sel, const char **why);
 void purge_selector_clear(struct purge_selector *sel);
 
+/* One cache entry as GET /admin/cache shows it: never the token or the JWT. */
+struct purge_entry {
+    const char *token_hash;                    /* 12 hex digits, as the access log prints */
+    int64_t expires_at;                        /* seconds since the epoch */
+    const char *outcome;                       /* "active" or "inactive" */
+    const char *sub, *client_id, *sid, *scope; /* NULL when absent */
+};
+
+typedef void (*purge_entry_fn)(void *ctx, const struct purge_entry *e);
+
 /* "token", "token_hash", "sub", "client_id", "sid", "all": for logs and metric labels. */
 const char *purge_kind_name(enum purge_kind kind);
 

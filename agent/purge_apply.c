@@ -46,7 +46,7 @@ size_t purge_apply(struct cache *c, const struct purge_selector *sel)
 }
 
 struct list_ctx {
-    revoke_entry_fn fn;
+    purge_entry_fn fn;
     void *ctx;
 };
 
@@ -63,7 +63,7 @@ static void one(void *ud, const struct cache_entry_view *v)
     if (v->token_id)
         hex_id(v->token_id, id);
     const struct token_claims *cl = &v->ti->claims;
-    struct revoke_entry e = {
+    struct purge_entry e = {
         .token_hash = id,
         .expires_at = v->expires_ms / 1000,
         .outcome = v->ti->outcome == TOKEN_ACTIVE ? "active" : "inactive",
@@ -75,7 +75,7 @@ static void one(void *ud, const struct cache_entry_view *v)
     l->fn(l->ctx, &e);
 }
 
-size_t purge_list(struct cache *c, const struct purge_selector *sel, size_t max, revoke_entry_fn fn,
+size_t purge_list(struct cache *c, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
                   void *ctx)
 {
     struct list_ctx l = {fn, ctx};

@@ -8,14 +8,13 @@
 
 #include "cache.h"
 #include "purge.h"
-#include "revoke.h"
 
 /* Drops what sel selects from c (and keeps its in-flight answers out); returns the entries
  * dropped. */
 size_t purge_apply(struct cache *c, const struct purge_selector *sel);
 
 /* revoke_ops.list for c: SUB, CLIENT_ID, SID or TOKEN_HASH selectors (others list nothing). */
-size_t purge_list(struct cache *c, const struct purge_selector *sel, size_t max, revoke_entry_fn fn,
+size_t purge_list(struct cache *c, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
                   void *ctx);
 
 #endif

@@ -105,7 +105,7 @@ static int set_opt(json_t *o, const char *name, const char *v)
     return v ? json_object_set_new(o, name, json_string(v)) : 0;
 }
 
-static void add_entry(void *ctx, const struct revoke_entry *e)
+static void add_entry(void *ctx, const struct purge_entry *e)
 {
     struct listing *l = ctx;
     json_t *o = json_pack("{ss sI ss}", "token_hash", e->token_hash, "expires_at",

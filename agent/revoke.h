@@ -19,16 +19,6 @@
 #define REVOKE_LIST_MAX 1000     /* entries GET /admin/cache returns at most */
 #define REVOKE_LOGOUT_BODY 32768 /* bytes of a back-channel logout POST */
 
-/* One cache entry as GET /admin/cache shows it: never the token or the JWT. */
-struct revoke_entry {
-    const char *token_hash;                    /* 12 hex digits, as the access log prints */
-    int64_t expires_at;                        /* seconds since the epoch */
-    const char *outcome;                       /* "active" or "inactive" */
-    const char *sub, *client_id, *sid, *scope; /* NULL when absent */
-};
-
-typedef void (*revoke_entry_fn)(void *ctx, const struct revoke_entry *e);
-
 struct revoke_ops {
     /* The cache key of a raw token (the L1 HMAC). */
     void (*token_key)(void *ud, const char *token, size_t len, uint8_t out[PURGE_KEY_LEN]);
@@ -37,7 +27,7 @@ struct revoke_ops {
     size_t (*purge)(void *ud, const struct purge_selector *sel);
     /* Calls fn for at most max entries that sel (SUB, CLIENT_ID, SID or TOKEN_HASH) selects;
      * returns how many match in all. */
-    size_t (*list)(void *ud, const struct purge_selector *sel, size_t max, revoke_entry_fn fn,
+    size_t (*list)(void *ud, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
                    void *ctx);
 };
 

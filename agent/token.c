@@ -28,6 +28,7 @@ void token_claims_clear(struct token_claims *c)
     free(c->sub);
     free(c->client_id);
     free(c->scope);
+    free(c->sid);
     memset(c, 0, sizeof(*c));
 }
 
@@ -48,7 +49,7 @@ static size_t opt_len(const char *s)
 size_t token_info_size(const struct token_info *ti)
 {
     return sizeof(*ti) + (ti->jwt ? ti->jwt_len + 1 : 0) + opt_len(ti->claims.sub) +
-           opt_len(ti->claims.client_id) + opt_len(ti->claims.scope);
+           opt_len(ti->claims.client_id) + opt_len(ti->claims.scope) + opt_len(ti->claims.sid);
 }
 
 int token_outcome_status(enum token_outcome o)

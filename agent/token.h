@@ -23,6 +23,7 @@ struct token_claims {
     char *sub;       /* NUL-terminated or NULL */
     char *client_id; /* NUL-terminated or NULL */
     char *scope;     /* space-separated, single spaces, no leading/trailing space; or NULL */
+    char *sid;       /* OpenID session id (purge by session); NUL-terminated or NULL */
 };
 
 struct token_info {

@@ -90,7 +90,7 @@ static void test_each_kind(void **state)
 }
 
 static int listed;
-static void on_entry(void *ctx, const struct revoke_entry *e)
+static void on_entry(void *ctx, const struct purge_entry *e)
 {
     assert_string_equal(e->sub, "alice");
     assert_string_equal(e->outcome, "active");

@@ -49,14 +49,14 @@ static size_t fake_purge(void *ud, const struct purge_selector *sel)
     return fk.answer;
 }
 
-static size_t fake_list(void *ud, const struct purge_selector *sel, size_t max, revoke_entry_fn fn,
+static size_t fake_list(void *ud, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
                         void *ctx)
 {
-    struct revoke_entry e = {.token_hash = "0123456789ab",
-                             .expires_at = NOW + 60,
-                             .outcome = "active",
-                             .sub = sel->value,
-                             .client_id = "web"};
+    struct purge_entry e = {.token_hash = "0123456789ab",
+                            .expires_at = NOW + 60,
+                            .outcome = "active",
+                            .sub = sel->value,
+                            .client_id = "web"};
     for (size_t i = 0; i < 3 && i < max; i++)
         fn(ctx, &e);
     return 3;
