@@ -1,6 +1,9 @@
 /* The agent's settings: defaults, the config file (key = value, the same names as the long
- * options), the command line, and validation with precise messages ("file:line: ..."). Pure apart
- * from reading the files it is given. Used by main.c (start, --check-config, SIGHUP reload). */
+ * options), the command line, validation with precise messages ("file:line: ..."), and the reload
+ * rules (which options SIGHUP applies). Pure apart from reading the files it is given and
+ * resolving addresses. Used by main.c (start, --check-config, SIGHUP reload).
+ * Split by concern: config_options.c (the table, --help), config_values.c (value parsers),
+ * config.c (file, command line, reload rules), config_check.c (cross-checks, secrets). */
 #ifndef PTA_CONFIG_H
 #define PTA_CONFIG_H
 
@@ -44,7 +47,10 @@ struct config {
     struct cache_config cache;
 
     /* daemon */
-    char *metrics_listen; /* NULL: off */
+    char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */
+    char *admin_token_file; /* NULL: no admin API on http_listen */
+    char *admin_token;      /* loaded by config_finalize() from admin_token_file */
+    char *admin_listen;     /* "unix:/path" of the admin socket; NULL: none */
     unsigned drain_timeout_ms;
 
     char *config_file; /* where the settings came from, for reload; NULL when none */
@@ -73,6 +79,12 @@ int config_parse_args(struct config *c, int argc, char **argv, enum config_actio
  * PHANTOM_CLIENT_SECRET environment variable, else $CREDENTIALS_DIRECTORY/client-secret). */
 int config_finalize(struct config *c, char *err, size_t errlen);
 
+/* The reload rule, in one place: for every restart-only option (listen, max-frame-size, syslog,
+ * http-listen, admin-listen) whose value differs, logs the change as ignored, naming the option,
+ * and copies the running value into next, so that nothing downstream sees it. Returns the number
+ * of options kept, or -1 when out of memory. */
+int config_keep_restart_only(struct config *next, const struct config *running);
+
 /* The introspection settings as introspect.c takes them (borrows c's strings). */
 void config_introspect(const struct config *c, struct introspect_config *out);
 
@@ -85,5 +97,7 @@ void config_print_version(void);
 const char *config_option_name(size_t i);
 /* True when key names a flag: a bare "key" in the file or "--key" on the command line sets it. */
 bool config_option_is_flag(const char *key);
+/* True when key names an option that SIGHUP does not apply (see config_keep_restart_only()). */
+bool config_option_restart_only(const char *key);
 
 #endif

@@ -2,10 +2,10 @@
  *
  * Shape: every introspector_start() becomes a struct request in a FIFO queue; pump() moves queued
  * requests onto reusable easy handles (struct xfer) while fewer than max_concurrent are in flight.
- * curl tells us which sockets to watch (sock_cb -> one ev_io each) and when to call it back
- * (timer_cb -> one ev_timer); after every curl_multi_socket_action() we drain curl_multi_info_read
- * and complete finished transfers. Results that are known without a transfer (not configured,
- * setup failure) are delivered by the "kick" timer so that done() never runs inside start().
+ * curl_ev.c drives the transfers on the loop and calls xfer_done() for each finished one. Results
+ * that are known without a transfer (not configured, setup failure) are delivered by the "kick"
+ * timer so that done() never runs inside start(). Client authentication is encoded by
+ * client_auth.c.
  *
  * The settings live in a reference-counted struct settings: a reload swaps in a new one while
  * transfers in flight keep the one their headers and body were built from. */
@@ -20,7 +20,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "client_auth.h"
+#include "curl_ev.h"
 #include "idp_response.h"
+#include "list.h"
 #include "log.h"
 #include "version.h"
 
@@ -52,7 +55,7 @@ struct settings {
 };
 
 struct request {
-    struct request *next;
+    struct list node; /* in->queue or in->deferred */
     introspect_done_fn done;
     void *ud;
     struct token_info *result; /* decided without a transfer, delivered by the kick timer */
@@ -66,9 +69,9 @@ struct request {
  * that a steady load allocates nothing per request but the request itself. */
 struct xfer {
     struct introspector *in;
-    struct xfer *prev, *next; /* in->active (both) or in->free_list (next only) */
-    CURL *easy;
-    struct settings *s; /* the settings this transfer was built from (a reference) */
+    struct list node;          /* in->active or in->idle */
+    struct curl_ev_transfer t; /* t.easy: the handle, kept across transfers */
+    struct settings *s;        /* the settings this transfer was built from (a reference) */
     struct request *req;
     double started; /* ev_time() when handed to curl */
     char *body;
@@ -81,23 +84,15 @@ struct xfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-struct sockw {
-    ev_io io; /* first: io_cb casts back */
-    struct introspector *in;
-    struct sockw *prev, *next;
-};
-
 struct introspector {
     struct ev_loop *loop;
-    CURLM *multi;
+    struct curl_ev *curl;
     struct settings *s;
-    ev_timer curl_timer; /* curl's single timeout */
-    ev_timer kick;       /* delivers the deferred list from the loop */
-    struct request *q_head, *q_tail;
-    struct request *d_head, *d_tail;
+    ev_timer kick;             /* delivers the deferred list from the loop */
+    struct list queue;         /* requests waiting for a transfer slot, oldest first */
+    struct list deferred_list; /* requests answered without a transfer, for the kick timer */
+    struct list active, idle;  /* transfers in flight; easy handles kept for reuse */
     unsigned queued, deferred, n_active, n_free;
-    struct xfer *active, *free_list;
-    struct sockw *socks; /* every watcher curl asked for, so free() can reclaim stragglers */
     bool closing;
 };
 
@@ -117,76 +112,6 @@ static struct token_info *answer(enum token_outcome o, const char *reason)
     return ti ? ti : token_ref(&oom_answer);
 }
 
-/* ---- encoding ---------------------------------------------------------------------------- */
-
-/* application/x-www-form-urlencoded as RFC 6749 appendix B uses it: unreserved characters stay,
- * space becomes '+', every other byte %XX. out needs 3 * len bytes; returns the length written. */
-static size_t form_encode(const char *s, size_t len, char *out)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            out[o++] = (char)c;
-        } else if (c == ' ') {
-            out[o++] = '+';
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    return o;
-}
-
-/* A malloc'd, NUL-terminated form encoding of s. */
-static char *form_encode_dup(const char *s)
-{
-    size_t len = strlen(s);
-    char *out = malloc(3 * len + 1);
-    if (out)
-        out[form_encode(s, len, out)] = '\0';
-    return out;
-}
-
-static void free_secret(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
-/* RFC 6749 2.3.1: "Authorization: Basic base64(urlencode(id) ':' urlencode(secret))". Not
- * CURLOPT_USERPWD, which would send id and secret without the form encoding. */
-static char *basic_auth_header(const char *id, const char *secret)
-{
-    static const char prefix[] = "Authorization: Basic ";
-    char *eid = form_encode_dup(id), *esecret = form_encode_dup(secret ? secret : "");
-    char *plain = NULL, *hdr = NULL;
-    if (!eid || !esecret)
-        goto out;
-    size_t plen = strlen(eid) + 1 + strlen(esecret);
-    plain = malloc(plen + 1);
-    hdr = malloc(sizeof(prefix) + 4 * ((plen + 2) / 3));
-    if (!plain || !hdr) {
-        free(hdr);
-        hdr = NULL;
-        goto out;
-    }
-    snprintf(plain, plen + 1, "%s:%s", eid, esecret);
-    memcpy(hdr, prefix, sizeof(prefix) - 1);
-    EVP_EncodeBlock((unsigned char *)hdr + sizeof(prefix) - 1, (const unsigned char *)plain,
-                    (int)plen);
-out:
-    free_secret(plain);
-    free_secret(eid);
-    free_secret(esecret);
-    return hdr;
-}
-
 /* ---- settings ---------------------------------------------------------------------------- */
 
 static void settings_unref(struct settings *s)
@@ -197,7 +122,7 @@ static void settings_unref(struct settings *s)
     free(s->ca_file);
     free(s->client_cert);
     free(s->client_key);
-    free_secret(s->form_auth);
+    client_auth_free(s->form_auth);
     for (struct curl_slist *h = s->headers; h; h = h->next)
         OPENSSL_cleanse(h->data, strlen(h->data)); /* one of them carries the client secret */
     curl_slist_free_all(s->headers);
@@ -210,25 +135,6 @@ static int dup_opt(char **dst, const char *src)
     return src && !*dst ? -1 : 0;
 }
 
-/* "&client_id=...&client_secret=..." for client_secret_post; the secret is optional there (public
- * clients). */
-static char *form_auth_fields(const char *id, const char *secret)
-{
-    char *eid = form_encode_dup(id), *esecret = secret ? form_encode_dup(secret) : NULL;
-    char *out = NULL;
-    if (eid && (!secret || esecret)) {
-        size_t n = strlen("&client_id=") + strlen(eid) +
-                   (esecret ? strlen("&client_secret=") + strlen(esecret) : 0) + 1;
-        out = malloc(n);
-        if (out)
-            snprintf(out, n, "&client_id=%s%s%s", eid, esecret ? "&client_secret=" : "",
-                     esecret ? esecret : "");
-    }
-    free_secret(eid);
-    free_secret(esecret);
-    return out;
-}
-
 static int settings_headers(struct settings *s, const struct introspect_config *cfg)
 {
     const char *accept = cfg->accept && *cfg->accept ? cfg->accept : DEFAULT_ACCEPT;
@@ -239,7 +145,7 @@ static int settings_headers(struct settings *s, const struct introspect_config *
     snprintf(accept_hdr, alen, "Accept: %s", accept);
     char *auth_hdr = NULL;
     if (cfg->auth == CLIENT_AUTH_BASIC &&
-        !(auth_hdr = basic_auth_header(cfg->client_id, cfg->client_secret))) {
+        !(auth_hdr = client_auth_basic_header(cfg->client_id, cfg->client_secret))) {
         free(accept_hdr);
         return -1;
     }
@@ -255,7 +161,7 @@ static int settings_headers(struct settings *s, const struct introspect_config *
             s->headers = n;
     }
     free(accept_hdr);
-    free_secret(auth_hdr);
+    client_auth_free(auth_hdr);
     return rc;
 }
 
@@ -280,7 +186,7 @@ static struct settings *settings_new(const struct introspect_config *cfg)
     int rc = dup_opt(&s->url, cfg->url) | dup_opt(&s->ca_file, cfg->ca_file) |
              dup_opt(&s->client_cert, cfg->client_cert) | dup_opt(&s->client_key, cfg->client_key);
     if (rc == 0 && cfg->url && cfg->auth == CLIENT_AUTH_POST &&
-        !(s->form_auth = form_auth_fields(cfg->client_id, cfg->client_secret)))
+        !(s->form_auth = client_auth_post_fields(cfg->client_id, cfg->client_secret)))
         rc = -1;
     if (rc == 0 && cfg->url)
         rc = settings_headers(s, cfg);
@@ -296,24 +202,18 @@ static struct settings *settings_new(const struct introspect_config *cfg)
 
 /* ---- queues ------------------------------------------------------------------------------ */
 
-static void fifo_push(struct request **head, struct request **tail, struct request *r)
+/* FIFO on a list: append at the tail (after head->prev), take from the head. */
+static void fifo_push(struct list *head, struct request *r)
 {
-    r->next = NULL;
-    if (*tail)
-        (*tail)->next = r;
-    else
-        *head = r;
-    *tail = r;
+    list_insert(head->prev, &r->node);
 }
 
-static struct request *fifo_pop(struct request **head, struct request **tail)
+static struct request *fifo_pop(struct list *head)
 {
-    struct request *r = *head;
-    if (r) {
-        *head = r->next;
-        if (!*head)
-            *tail = NULL;
-    }
+    if (list_empty(head))
+        return NULL;
+    struct request *r = list_entry(head->next, struct request, node);
+    list_del(&r->node);
     return r;
 }
 
@@ -336,7 +236,7 @@ static void complete(struct request *r, struct token_info *ti, double latency_ms
 static void defer(struct introspector *in, struct request *r, struct token_info *ti)
 {
     r->result = ti;
-    fifo_push(&in->d_head, &in->d_tail, r);
+    fifo_push(&in->deferred_list, r);
     in->deferred++;
     if (!ev_is_active(&in->kick)) {
         ev_timer_set(&in->kick, 0., 0.);
@@ -349,14 +249,18 @@ static void defer(struct introspector *in, struct request *r, struct token_info 
 static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct introspector *in = w->data;
-    struct request *r = in->d_head;
-    in->d_head = in->d_tail = NULL;
-    in->deferred = 0;
-    while (r) {
-        struct request *next = r->next;
-        complete(r, r->result, 0.);
-        r = next;
+    struct list batch;
+    list_init(&batch);
+    if (!list_empty(&in->deferred_list)) { /* move the whole list onto batch */
+        batch.next = in->deferred_list.next;
+        batch.prev = in->deferred_list.prev;
+        batch.next->prev = batch.prev->next = &batch;
+        list_init(&in->deferred_list);
     }
+    in->deferred = 0;
+    struct request *r;
+    while ((r = fifo_pop(&batch)))
+        complete(r, r->result, 0.);
 }
 
 /* ---- transfers --------------------------------------------------------------------------- */
@@ -388,29 +292,6 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
     return len;
 }
 
-/* Copies a header value, trimmed. An oversized value becomes fallback instead of a truncation. */
-static void header_value(char *dst, const char *v, size_t len, const char *fallback)
-{
-    while (len && (*v == ' ' || *v == '\t'))
-        v++, len--;
-    while (len &&
-           (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
-        len--;
-    if (len >= HDR_VALUE_MAX) {
-        snprintf(dst, HDR_VALUE_MAX, "%s", fallback);
-        return;
-    }
-    memcpy(dst, v, len);
-    dst[len] = '\0';
-}
-
-/* If line is "<name>: value", the offset of the value; else 0. */
-static size_t header_is(const char *line, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0 ? n + 1 : 0;
-}
-
 static size_t header_cb(char *line, size_t size, size_t nmemb, void *ud)
 {
     struct xfer *x = ud;
@@ -418,12 +299,12 @@ static size_t header_cb(char *line, size_t size, size_t nmemb, void *ud)
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         /* A new status line (after a 1xx): only the final answer's headers count. */
         x->content_type[0] = x->cache_control[0] = '\0';
-    } else if ((at = header_is(line, len, "content-type"))) {
+    } else if ((at = curl_ev_header_is(line, len, "content-type"))) {
         /* Unreadable type: the classifier will reject the answer as not a JWT. */
-        header_value(x->content_type, line + at, len - at, "invalid");
-    } else if ((at = header_is(line, len, "cache-control"))) {
+        curl_ev_header_value(x->content_type, HDR_VALUE_MAX, line + at, len - at, "invalid");
+    } else if ((at = curl_ev_header_is(line, len, "cache-control"))) {
         /* Unreadable caching instructions: the safe reading is "do not cache". */
-        header_value(x->cache_control, line + at, len - at, "no-store");
+        curl_ev_header_value(x->cache_control, HDR_VALUE_MAX, line + at, len - at, "no-store");
     }
     return len;
 }
@@ -443,7 +324,7 @@ static int build_post(struct xfer *x, const struct settings *s, const struct req
     }
     size_t n = strlen("token=");
     memcpy(x->post, "token=", n);
-    n += form_encode(r->token, r->len, x->post + n);
+    n += client_auth_form_encode(r->token, r->len, x->post + n);
     if (s->token_type_hint) {
         memcpy(x->post + n, hint, sizeof(hint) - 1);
         n += sizeof(hint) - 1;
@@ -462,7 +343,7 @@ static int xfer_setup(struct xfer *x, const struct settings *s, const struct req
 {
     if (build_post(x, s, r) != 0)
         return -1;
-    CURL *e = x->easy;
+    CURL *e = x->t.easy;
     curl_easy_reset(e);
     x->body_len = 0;
     x->content_type[0] = x->cache_control[0] = x->errbuf[0] = '\0';
@@ -487,7 +368,6 @@ static int xfer_setup(struct xfer *x, const struct settings *s, const struct req
     bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, s->insecure ? 0L : 1L) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, s->insecure ? 0L : 2L) != CURLE_OK;
     if (s->ca_file)
@@ -499,27 +379,33 @@ static int xfer_setup(struct xfer *x, const struct settings *s, const struct req
     return bad ? -1 : 0;
 }
 
+static void xfer_done(void *ud, CURL *easy, CURLcode rc);
+
 static struct xfer *xfer_get(struct introspector *in)
 {
-    struct xfer *x = in->free_list;
-    if (x) {
-        in->free_list = x->next;
+    if (!list_empty(&in->idle)) {
+        struct xfer *x = list_entry(in->idle.next, struct xfer, node);
+        list_del(&x->node);
         in->n_free--;
         return x;
     }
-    x = calloc(1, sizeof(*x));
-    if (x && !(x->easy = curl_easy_init())) {
+    struct xfer *x = calloc(1, sizeof(*x));
+    if (x && !(x->t.easy = curl_easy_init())) {
         free(x);
         return NULL;
     }
-    if (x)
+    if (x) {
         x->in = in;
+        x->t.done = xfer_done;
+        x->t.ud = x;
+        list_init(&x->node);
+    }
     return x;
 }
 
 static void xfer_destroy(struct xfer *x)
 {
-    curl_easy_cleanup(x->easy);
+    curl_easy_cleanup(x->t.easy);
     free(x->body);
     if (x->post)
         OPENSSL_cleanse(x->post, x->post_cap); /* held the token and maybe the secret */
@@ -527,7 +413,7 @@ static void xfer_destroy(struct xfer *x)
     free(x);
 }
 
-/* Back to the free list, keeping no more idle handles than transfers may run at once. */
+/* Back to the idle list, keeping no more idle handles than transfers may run at once. */
 static void xfer_put(struct introspector *in, struct xfer *x)
 {
     settings_unref(x->s);
@@ -537,30 +423,13 @@ static void xfer_put(struct introspector *in, struct xfer *x)
         xfer_destroy(x);
         return;
     }
-    x->next = in->free_list;
-    in->free_list = x;
+    list_insert(&in->idle, &x->node);
     in->n_free++;
-}
-
-static void active_link(struct introspector *in, struct xfer *x)
-{
-    x->prev = NULL;
-    x->next = in->active;
-    if (in->active)
-        in->active->prev = x;
-    in->active = x;
-    in->n_active++;
 }
 
 static void active_unlink(struct introspector *in, struct xfer *x)
 {
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        in->active = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->prev = x->next = NULL;
+    list_del(&x->node);
     in->n_active--;
 }
 
@@ -578,12 +447,12 @@ static int launch(struct introspector *in, struct request *r)
     }
     x->req = r;
     x->started = ev_time();
-    active_link(in, x);
-    if (curl_multi_add_handle(in->multi, x->easy) != CURLM_OK) {
-        active_unlink(in, x);
+    if (curl_ev_add(in->curl, &x->t) != 0) {
         xfer_put(in, x);
         return -1;
     }
+    list_insert(&in->active, &x->node);
+    in->n_active++;
     return 0;
 }
 
@@ -598,8 +467,8 @@ static bool time_left(const struct introspector *in, struct request *r)
 /* Starts queued requests while there is room. Never calls done() itself. */
 static void pump(struct introspector *in)
 {
-    while (!in->closing && in->q_head && in->n_active < in->s->max_concurrent) {
-        struct request *r = fifo_pop(&in->q_head, &in->q_tail);
+    while (!in->closing && !list_empty(&in->queue) && in->n_active < in->s->max_concurrent) {
+        struct request *r = fifo_pop(&in->queue);
         in->queued--;
         if (!time_left(in, r))
             defer(in, r, answer(TOKEN_IDP_UNAVAIL, "waited too long for an introspection slot"));
@@ -654,7 +523,7 @@ static struct token_info *xfer_result(struct xfer *x, CURLcode rc, double ms, co
         return answer(TOKEN_IDP_ERROR, reason);
     }
     long status = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(x->t.easy, CURLINFO_RESPONSE_CODE, &status);
     struct idp_answer a = {
         .http_status = status,
         .content_type = x->content_type[0] ? x->content_type : NULL,
@@ -677,10 +546,13 @@ static struct token_info *xfer_result(struct xfer *x, CURLcode rc, double ms, co
     return ti;
 }
 
-static void finish(struct introspector *in, struct xfer *x, CURLcode rc)
+/* curl_ev: a transfer finished (and is out of the multi handle). Completes it, then refills
+ * from the queue. */
+static void xfer_done(void *ud, CURL *easy, CURLcode rc)
 {
+    struct xfer *x = ud;
+    struct introspector *in = x->in;
     active_unlink(in, x);
-    curl_multi_remove_handle(in->multi, x->easy);
     struct request *r = x->req;
     double ms = (ev_time() - x->started) * 1e3;
     char tid[13]; /* identifies the token in the log lines without revealing it */
@@ -688,126 +560,29 @@ static void finish(struct introspector *in, struct xfer *x, CURLcode rc)
     struct token_info *ti = xfer_result(x, rc, ms, tid);
     xfer_put(in, x); /* before done(): a new start() from the callback can reuse it */
     complete(r, ti, ms);
-}
-
-/* Completes every finished transfer curl reports, then refills from the queue. */
-static void check_multi(struct introspector *in)
-{
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(in->multi, &left))) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        struct xfer *x = NULL;
-        CURLcode rc = m->data.result; /* m is invalid once the handle is removed */
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-        finish(in, x, rc);
-    }
     pump(in);
-}
-
-/* ---- curl <-> libev ---------------------------------------------------------------------- */
-
-static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct introspector *in = ((struct sockw *)w)->in;
-    int flags = (revents & EV_READ ? CURL_CSELECT_IN : 0) |
-                (revents & EV_WRITE ? CURL_CSELECT_OUT : 0) |
-                (revents & EV_ERROR ? CURL_CSELECT_ERR : 0);
-    int running;
-    /* w may be freed inside (CURL_POLL_REMOVE): not touched after this call. */
-    curl_multi_socket_action(in->multi, w->fd, flags, &running);
-    check_multi(in);
-}
-
-static void curl_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct introspector *in = w->data;
-    int running;
-    curl_multi_socket_action(in->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_multi(in);
-}
-
-static void sockw_free(struct introspector *in, struct sockw *w)
-{
-    ev_io_stop(in->loop, &w->io);
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        in->socks = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    free(w);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: one ev_io per socket, its events following what curl waits for. */
-static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct introspector *in = userp;
-    struct sockw *w = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (w)
-            sockw_free(in, w);
-        return 0;
-    }
-    if (!w) {
-        if (!(w = calloc(1, sizeof(*w))))
-            return -1; /* curl fails the transfer */
-        w->in = in;
-        ev_init(&w->io, io_cb);
-        w->next = in->socks;
-        if (in->socks)
-            in->socks->prev = w;
-        in->socks = w;
-        curl_multi_assign(in->multi, fd, w);
-    }
-    int events = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
-    ev_io_stop(in->loop, &w->io);
-    ev_io_set(&w->io, fd, events);
-    if (events)
-        ev_io_start(in->loop, &w->io);
-    return 0;
-}
-
-/* CURLMOPT_TIMERFUNCTION: -1 removes the timer; 0 means "as soon as possible", which a 0 s
- * ev_timer gives on the next loop iteration (curl must not be called back from inside). */
-static int timer_cb(CURLM *m, long timeout_ms, void *userp)
-{
-    struct introspector *in = userp;
-    ev_timer_stop(in->loop, &in->curl_timer);
-    if (timeout_ms >= 0) {
-        ev_timer_set(&in->curl_timer, (double)timeout_ms / 1e3, 0.);
-        ev_timer_start(in->loop, &in->curl_timer);
-    }
-    return 0;
 }
 
 /* ---- API --------------------------------------------------------------------------------- */
 
 struct introspector *introspector_new(struct ev_loop *loop, const struct introspect_config *cfg)
 {
-    /* Reference-counted by curl, and thread-safe in the libcurl we build against (>= 7.84). */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return NULL;
     struct introspector *in = calloc(1, sizeof(*in));
-    if (!in || !(in->s = settings_new(cfg)) || !(in->multi = curl_multi_init())) {
+    if (!in || !(in->s = settings_new(cfg)) ||
+        /* one idle connection per possible concurrent transfer stays open for keep-alive */
+        !(in->curl = curl_ev_new(loop, (long)in->s->max_concurrent))) {
         if (in)
             settings_unref(in->s);
         free(in);
-        curl_global_cleanup();
         return NULL;
     }
     in->loop = loop;
-    ev_timer_init(&in->curl_timer, curl_timer_cb, 0., 0.);
-    in->curl_timer.data = in;
+    list_init(&in->queue);
+    list_init(&in->deferred_list);
+    list_init(&in->active);
+    list_init(&in->idle);
     ev_timer_init(&in->kick, kick_cb, 0., 0.);
     in->kick.data = in;
-    curl_multi_setopt(in->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
-    curl_multi_setopt(in->multi, CURLMOPT_SOCKETDATA, in);
-    curl_multi_setopt(in->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(in->multi, CURLMOPT_TIMERDATA, in);
-    /* One idle connection per possible concurrent transfer stays open for keep-alive. */
-    curl_multi_setopt(in->multi, CURLMOPT_MAXCONNECTS, (long)in->s->max_concurrent);
     return in;
 }
 
@@ -818,7 +593,7 @@ int introspector_reconfigure(struct introspector *in, const struct introspect_co
         return -1;
     settings_unref(in->s);
     in->s = s;
-    curl_multi_setopt(in->multi, CURLMOPT_MAXCONNECTS, (long)s->max_concurrent);
+    curl_ev_set_max_connects(in->curl, (long)s->max_concurrent); /* logged if it fails */
     pump(in); /* a larger max_concurrent may start queued requests */
     return 0;
 }
@@ -846,7 +621,7 @@ int introspector_start(struct introspector *in, const char *token, size_t len,
         defer(in, r, answer(TOKEN_IDP_UNAVAIL, "introspection queue full"));
         return 0;
     }
-    fifo_push(&in->q_head, &in->q_tail, r);
+    fifo_push(&in->queue, r);
     in->queued++;
     /* Adding the handle only arms curl's timer; the transfer runs from the loop. */
     pump(in);
@@ -858,13 +633,12 @@ unsigned introspector_pending(const struct introspector *in)
     return in->queued + in->n_active + in->deferred;
 }
 
-static void abort_list(struct request *r, double latency_ms)
+static void abort_list(struct list *head, double latency_ms)
 {
-    while (r) {
-        struct request *next = r->next;
+    struct request *r;
+    while ((r = fifo_pop(head))) {
         token_unref(r->result);
         complete(r, answer(TOKEN_IDP_ERROR, "introspection aborted"), latency_ms);
-        r = next;
     }
 }
 
@@ -873,31 +647,25 @@ void introspector_free(struct introspector *in)
     if (!in)
         return;
     in->closing = true; /* start() from the done() callbacks below is refused */
-    while (in->active) {
-        struct xfer *x = in->active;
+    while (!list_empty(&in->active)) {
+        struct xfer *x = list_entry(in->active.next, struct xfer, node);
         struct request *r = x->req;
         active_unlink(in, x);
-        curl_multi_remove_handle(in->multi, x->easy);
+        curl_ev_remove(in->curl, &x->t);
         double ms = (ev_time() - x->started) * 1e3;
         xfer_put(in, x);
         complete(r, answer(TOKEN_IDP_ERROR, "introspection aborted"), ms);
     }
-    struct request *q = in->q_head, *d = in->d_head;
-    in->q_head = in->q_tail = in->d_head = in->d_tail = NULL;
     in->queued = in->deferred = 0;
-    abort_list(q, 0.);
-    abort_list(d, 0.);
-    while (in->free_list) {
-        struct xfer *x = in->free_list;
-        in->free_list = x->next;
+    abort_list(&in->queue, 0.);
+    abort_list(&in->deferred_list, 0.);
+    while (!list_empty(&in->idle)) {
+        struct xfer *x = list_entry(in->idle.next, struct xfer, node);
+        list_del(&x->node);
         xfer_destroy(x);
     }
-    curl_multi_cleanup(in->multi); /* closes the cached connections */
-    while (in->socks)
-        sockw_free(in, in->socks);
-    ev_timer_stop(in->loop, &in->curl_timer);
+    curl_ev_free(in->curl); /* closes the cached connections */
     ev_timer_stop(in->loop, &in->kick);
     settings_unref(in->s);
     free(in);
-    curl_global_cleanup();
 }

@@ -10,9 +10,8 @@
 
 #include <ev.h>
 
+#include "client_auth.h"
 #include "token.h"
-
-enum client_auth { CLIENT_AUTH_BASIC, CLIENT_AUTH_POST, CLIENT_AUTH_NONE };
 
 struct introspect_config {
     const char *url;           /* NULL: introspection not configured (every token answers 503) */

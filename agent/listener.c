@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 
 #include <arpa/inet.h>
 
+#include "addr.h"
 #include "log.h"
 
 struct listener {
@@ -56,52 +56,20 @@ fail:
     return -1;
 }
 
-/* Splits "host:port" or "[v6]:port" in place. */
-static int split_host_port(char *s, char **host, char **port)
+static int bind_tcp(struct listener *l, const struct addr *a, char *err, size_t errlen)
 {
-    if (s[0] == '[') {
-        char *end = strchr(s, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        *end = '\0';
-        *host = s + 1;
-        *port = end + 2;
-        return 0;
-    }
-    char *colon = strrchr(s, ':');
-    if (!colon)
+    struct sockaddr_storage res;
+    socklen_t res_len;
+    if (addr_resolve(a, &res, &res_len, err, errlen) < 0)
         return -1;
-    *colon = '\0';
-    *host = s;
-    *port = colon + 1;
-    return 0;
-}
-
-static int bind_tcp(struct listener *l, const char *addr, char *err, size_t errlen)
-{
-    char buf[256], *host, *port;
-    snprintf(buf, sizeof(buf), "%s", addr);
-    if (split_host_port(buf, &host, &port) < 0) {
-        snprintf(err, errlen, "expected host:port, [v6]:port or unix:/path");
-        return -1;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res;
-    int rc = getaddrinfo(*host ? host : NULL, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s", gai_strerror(rc));
-        return -1;
-    }
-    l->fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    l->fd = socket(res.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (l->fd >= 0)
         setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (l->fd < 0 || bind(l->fd, res->ai_addr, res->ai_addrlen) < 0) {
+    if (l->fd < 0 || bind(l->fd, (struct sockaddr *)&res, res_len) < 0) {
         snprintf(err, errlen, "%s", strerror(errno));
-        freeaddrinfo(res);
         return -1;
     }
-    freeaddrinfo(res);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) == 0)
@@ -180,8 +148,14 @@ struct listener *listener_new(struct ev_loop *loop, const char *addr, listener_a
     l->on_accept = accept_fn;
     l->ud = ud;
     l->fd = -1;
-    int rc = strncmp(addr, "unix:", 5) == 0 ? bind_unix(l, addr + 5, err, errlen)
-                                            : bind_tcp(l, addr, err, errlen);
+    struct addr parsed;
+    const char *why =
+        addr_parse(addr, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX | ADDR_ALLOW_PORT0, &parsed);
+    int rc = why                        ? -1
+             : parsed.kind == ADDR_UNIX ? bind_unix(l, parsed.path, err, errlen)
+                                        : bind_tcp(l, &parsed, err, errlen);
+    if (why)
+        snprintf(err, errlen, "%s", why);
     if (rc == 0 && listen(l->fd, SOMAXCONN) < 0) {
         snprintf(err, errlen, "listen: %s", strerror(errno));
         rc = -1;

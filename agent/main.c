@@ -1,6 +1,8 @@
 /* phantom-token-agent: the daemon's entry point. Reads the configuration, builds the shared cache
  * and the worker, and runs the event loop until SIGTERM/SIGINT (drain, then exit 0). SIGHUP
- * re-reads the configuration and applies it without dropping connections or the cache. */
+ * re-reads the configuration and applies it without dropping connections or the cache (options
+ * bound at start keep their running value: config_keep_restart_only()). Serves /metrics, /healthz
+ * and the admin routes through http_server.c. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,13 +10,15 @@
 #include <time.h>
 
 #include <ev.h>
+#include <jansson.h>
 
 #include "agent.h"
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
+#include "http_router.h"
+#include "http_server.h"
 #include "log.h"
-#include "metrics_http.h"
 #include "version.h"
 
 struct daemon {
@@ -23,7 +27,8 @@ struct daemon {
     struct config *cfg;
     struct cache *cache;
     struct agent agent;
-    struct metrics_http *metrics;
+    struct http_server *http;
+    ev_tstamp started; /* loop time at start, for /admin/status */
     ev_signal sigterm, sigint, sighup;
     ev_timer drain_deadline;
     ev_prepare drain_check;
@@ -66,8 +71,11 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
         log_error("reload refused, keeping the running configuration: %s", err);
         return;
     }
-    if (strcmp(next->listen, d->cfg->listen) != 0 || next->max_frame_size != d->cfg->max_frame_size)
-        log_warn("reload: listen and max-frame-size only change on restart");
+    if (config_keep_restart_only(next, d->cfg) < 0) {
+        log_error("reload refused: out of memory");
+        free_config(next);
+        return;
+    }
     if (agent_reconfigure(&d->agent, next) < 0) {
         log_error("reload refused: cannot apply the introspection settings");
         free_config(next);
@@ -77,6 +85,10 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
     cache_reconfigure(d->cache, &next->cache);
     free_config(d->cfg);
     d->cfg = next;
+    if (d->http && http_server_set_admin_token(d->http, next->admin_token) < 0) {
+        http_server_set_admin_token(d->http, NULL); /* fail closed: not the old token */
+        log_error("reload: out of memory for the admin token; the admin API is off");
+    }
     log_info("configuration reloaded");
 }
 
@@ -128,34 +140,82 @@ static void setup_signals(struct daemon *d, struct ev_loop *loop)
     ev_unref(loop);
 }
 
-/* Runs on the loop thread, for the metrics endpoint. */
-static char *render_http(void *ud, const char *path, unsigned *status)
+/* ---- HTTP routes (handlers run on the loop thread) ------------------------------------------ */
+
+static void serve_healthz(void *ud, const struct http_request *req, struct http_response *resp)
 {
     struct daemon *d = ud;
-    if (strcmp(path, "/healthz") == 0) {
-        if (d->agent.draining) /* tells load balancers and orchestrators to look elsewhere */
-            *status = 503;
-        return strdup(d->agent.draining ? "draining\n" : "ok\n");
-    }
-    if (strcmp(path, "/metrics") != 0)
-        return NULL;
+    /* 503 tells load balancers and orchestrators to look elsewhere */
+    http_response_text(resp, d->agent.draining ? 503 : 200, "text/plain; charset=utf-8",
+                       strdup(d->agent.draining ? "draining\n" : "ok\n"));
+}
+
+static void serve_metrics(void *ud, const struct http_request *req, struct http_response *resp)
+{
+    struct daemon *d = ud;
     const struct metrics *workers[1] = {&d->agent.metrics};
     struct cache_stats cs;
     cache_get_stats(d->cache, &cs);
-    return metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp));
+    http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8",
+                       metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp)));
 }
 
-static int start_metrics(struct daemon *d, struct ev_loop *loop)
+/* What an operator asks first: which build, since when, how busy. */
+static void serve_admin_status(void *ud, const struct http_request *req, struct http_response *resp)
 {
-    if (!d->cfg->metrics_listen)
+    struct daemon *d = ud;
+    struct cache_stats cs;
+    cache_get_stats(d->cache, &cs);
+    json_t *doc =
+        json_pack("{ss sI sb sI sI sI sI}", "version", PTA_VERSION, "uptime_s",
+                  (json_int_t)(ev_now(d->agent.loop) - d->started), "draining", d->agent.draining,
+                  "spop_connections", (json_int_t)d->agent.nconns, "cache_entries",
+                  (json_int_t)cs.entries, "cache_bytes", (json_int_t)cs.bytes,
+                  "introspections_pending", (json_int_t)introspector_pending(d->agent.idp));
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text)
+        http_response_json(resp, 200, text);
+    else
+        http_response_error(resp, 500, "out of memory");
+    free(text);
+}
+
+static void add_routes(struct daemon *d, struct http_router *r)
+{
+    const struct http_route routes[] = {
+        {.method = "GET", .path = "/metrics", .fn = serve_metrics, .ud = d},
+        {.method = "GET", .path = "/healthz", .fn = serve_healthz, .ud = d},
+        {.method = "GET",
+         .path = "/admin/status",
+         .auth = HTTP_AUTH_ADMIN,
+         .fn = serve_admin_status,
+         .ud = d},
+    };
+    http_router_init(r);
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        http_router_add(r, &routes[i]); /* cannot fail: distinct, and fewer than the maximum */
+}
+
+static int start_http(struct daemon *d, struct ev_loop *loop)
+{
+    if (!d->cfg->http_listen && !d->cfg->admin_listen)
         return 0;
+    struct http_router routes;
     char err[256];
-    d->metrics = metrics_http_start(loop, d->cfg->metrics_listen, render_http, d, err, sizeof(err));
-    if (!d->metrics) {
-        log_error("metrics: %s", err);
+    add_routes(d, &routes);
+    d->started = ev_now(loop);
+    d->http = http_server_start(loop, &routes, d->cfg->http_listen, d->cfg->admin_listen, err,
+                                sizeof(err));
+    if (!d->http || http_server_set_admin_token(d->http, d->cfg->admin_token) < 0) {
+        log_error("http: %s", d->http ? "out of memory" : err);
         return -1;
     }
-    log_info("metrics on http://%s/metrics", d->cfg->metrics_listen);
+    if (d->cfg->http_listen)
+        log_info("metrics on http://%s/metrics%s", d->cfg->http_listen,
+                 d->cfg->admin_token ? ", admin API on it" : "");
+    if (d->cfg->admin_listen)
+        log_info("admin API on %s", d->cfg->admin_listen);
     return 0;
 }
 
@@ -175,7 +235,8 @@ static int run(struct daemon *d)
         cache_free(d->cache);
         return 1;
     }
-    if (start_metrics(d, loop) < 0) {
+    if (start_http(d, loop) < 0) {
+        http_server_stop(d->http);
         agent_fini(&d->agent);
         cache_free(d->cache);
         return 1;
@@ -185,7 +246,7 @@ static int run(struct daemon *d)
 
     ev_run(loop, 0);
 
-    metrics_http_stop(d->metrics);
+    http_server_stop(d->http);
     agent_fini(&d->agent);
     cache_free(d->cache);
     log_info("stopped");

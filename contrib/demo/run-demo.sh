@@ -6,7 +6,8 @@
 #                                     exits non-zero when a status is wrong (for CI and tests)
 #
 # It installs the missing Debian packages (apt-get; needs root or sudo, skipped when all are
-# present), builds the agent with cmake into build/, then starts on loopback:
+# present), builds the agent with cmake into build-demo/ (its own tree: build/ stays what
+# tests/run-all.sh configured), then starts on loopback:
 #   the demo identity server  tests/servers/idp.py --demo    (knows two demo opaque tokens)
 #   the demo API              tests/servers/echo_backend.py  (answers with what it received)
 #   phantom-token-agent
@@ -15,7 +16,7 @@
 # Environment (all optional):
 #   DEMO_PORT=8080 DEMO_BACKEND_PORT=8081 DEMO_AGENT_PORT=12345 DEMO_IDP_PORT=8090  ports
 #   PHANTOM_AGENT_BIN=/path/to/phantom-token-agent   use this binary, skip the build
-#   HAPROXY_BIN=/usr/sbin/haproxy  PYTHON=/usr/bin/python3  BUILD_DIR=<repo>/build
+#   HAPROXY_BIN=/usr/sbin/haproxy  PYTHON=/usr/bin/python3  BUILD_DIR=<repo>/build-demo
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,7 +24,7 @@ DEMO_PORT="${DEMO_PORT:-8080}"
 DEMO_BACKEND_PORT="${DEMO_BACKEND_PORT:-8081}"
 DEMO_AGENT_PORT="${DEMO_AGENT_PORT:-12345}"
 DEMO_IDP_PORT="${DEMO_IDP_PORT:-8090}"
-BUILD_DIR="${BUILD_DIR:-$REPO/build}"
+BUILD_DIR="${BUILD_DIR:-$REPO/build-demo}"
 HAPROXY_BIN="${HAPROXY_BIN:-/usr/sbin/haproxy}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
 CLIENT_ID="phantom-agent"
@@ -35,7 +36,7 @@ CHECK=0
 case "${1:-}" in
     --check) CHECK=1 ;;
     "") ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
 

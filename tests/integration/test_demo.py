@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """contrib/demo/run-demo.sh --check works end to end (with the agent under test, on free ports,
-no apt step when everything is installed) and leaves no process behind."""
+no apt step when everything is installed) and leaves no process behind; when it builds, it builds
+in its own tree (build-demo/), never in the build/ tree the test suite configured."""
 
 import os
 import signal
@@ -64,6 +65,35 @@ class DemoTest(unittest.TestCase):
         os.killpg(p.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
         self.assertEqual(p.wait(30), 0, self.output())
         self.assertIn("stopping", self.output())
+        self.assertPortsClosed()
+
+    def test_builds_in_its_own_tree(self):
+        """A stand-in cmake on PATH records what the demo asks for and "builds" by copying the
+        agent under test, so the demo's own build step runs without a real build."""
+        tmp = os.path.dirname(self.log)
+        bindir = os.path.join(tmp, "bin")
+        os.mkdir(bindir)
+        calls = os.path.join(tmp, "cmake-calls")
+        with open(os.path.join(bindir, "cmake"), "w") as f:
+            f.write('#!/bin/sh\necho "$@" >> "%s"\n'
+                    'if [ "$1" = --build ]; then mkdir -p "$2" && cp "%s" "$2/"; fi\n'
+                    % (calls, harness.AGENT))
+        os.chmod(os.path.join(bindir, "cmake"), 0o755)
+        demo_dir = os.path.join(harness.SOURCE_DIR, "build-demo")
+        existed = os.path.exists(demo_dir)
+        if not existed:
+            self.addCleanup(harness.shutil.rmtree, demo_dir, True)
+        del self.env["PHANTOM_AGENT_BIN"]
+        self.env["PATH"] = bindir + os.pathsep + self.env["PATH"]
+        self.env.pop("BUILD_DIR", None)
+        p = self.start("--check")
+        self.assertEqual(p.wait(120), 0, self.output())
+        with open(calls) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("-B %s " % demo_dir, lines[0] + " ")
+        self.assertEqual(lines[1].split()[:2], ["--build", demo_dir])
+        self.assertNotIn(os.path.join(harness.SOURCE_DIR, "build") + " ", " ".join(lines) + " ")
         self.assertPortsClosed()
 
 

@@ -150,7 +150,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->cache.max_entries, 100000);
     assert_int_equal(c->cache.max_bytes, 256u << 20);
     assert_false(c->cache.honour_no_store);
-    assert_null(c->metrics_listen);
+    assert_null(c->http_listen);
     assert_int_equal(c->drain_timeout_ms, 5000);
     assert_null(c->config_file);
 }
@@ -302,9 +302,9 @@ static void test_listen(void **state)
     assert_string_equal(c->listen, "[fe80::1%eth0]:80");
 
     set_ok(c, "metrics-listen", "127.0.0.1:9100");
-    assert_string_equal(c->metrics_listen, "127.0.0.1:9100");
+    assert_string_equal(c->http_listen, "127.0.0.1:9100");
     set_ok(c, "metrics-listen", "off");
-    assert_null(c->metrics_listen);
+    assert_null(c->http_listen);
     set_bad(c, "metrics-listen", "unix:/run/m.sock", "port must be");
 }
 
@@ -377,7 +377,7 @@ static void test_file_syntax(void **state)
     assert_string_equal(c->accept, "application/jwt # not a comment");
     assert_string_equal(c->client_id, "my client");
     assert_int_equal(c->cache.max_ttl, 60);
-    assert_null(c->metrics_listen);
+    assert_null(c->http_listen);
     assert_null(c->config_file); /* only config_parse_args records it */
 }
 
@@ -811,6 +811,78 @@ static void test_example_conf_complete(void **state)
     config_free(&d);
 }
 
+/* The reload rule: restart-only options keep the running value, live ones take the new one. */
+static void test_reload_rules(void **state)
+{
+    struct config *running = *state, next;
+    config_defaults(&next);
+    set_ok(running, "http-listen", "127.0.0.1:9100");
+    set_ok(&next, "listen", "127.0.0.1:2222");
+    set_ok(&next, "max-frame-size", "1024");
+    set_ok(&next, "syslog", "yes");
+    set_ok(&next, "metrics-listen", "off");
+    set_ok(&next, "admin-listen", "unix:/run/pta-admin.sock");
+    set_ok(&next, "access-log", "yes");
+    set_ok(&next, "cache-max-ttl", "60s");
+    assert_int_equal(config_keep_restart_only(&next, running), 5);
+    assert_string_equal(next.listen, running->listen);
+    assert_int_equal(next.max_frame_size, 16380);
+    assert_false(next.syslog);
+    assert_string_equal(next.http_listen, "127.0.0.1:9100");
+    assert_ptr_not_equal(next.http_listen, running->http_listen); /* a copy, owned by next */
+    assert_null(next.admin_listen);
+    assert_true(next.access_log);
+    assert_int_equal(next.cache.max_ttl, 60);
+    assert_int_equal(config_keep_restart_only(&next, running), 0); /* nothing left to keep */
+    config_free(&next);
+
+    assert_true(config_option_restart_only("max-frame-size"));
+    assert_true(config_option_restart_only("metrics-listen"));
+    assert_true(config_option_restart_only("listen"));
+    assert_false(config_option_restart_only("admin-token-file")); /* re-read on SIGHUP */
+    assert_false(config_option_restart_only("log-level"));
+}
+
+static void test_http_listen_alias(void **state)
+{
+    struct config *c = *state;
+    char err[CONFIG_ERR_LEN] = "";
+    enum config_action action;
+    assert_int_equal(PARSE(c, &action, err, "--metrics-listen=127.0.0.1:1"), 0);
+    assert_string_equal(c->http_listen, "127.0.0.1:1");
+    assert_int_equal(PARSE(c, &action, err, "--http-listen", "127.0.0.1:2"), 0);
+    assert_string_equal(c->http_listen, "127.0.0.1:2");
+    assert_int_equal(PARSE(c, &action, err, "--metrics-listen=localhost"), -1);
+    assert_non_null(strstr(err, "bad value for http-listen: 'localhost' (expected host:port)"));
+    set_ok(c, "metrics-listen", "localhost:9100"); /* a name: resolved by finalize, as at start */
+    finalize_ok(c);
+    set_ok(c, "http-listen", "localhost:12345");
+    set_ok(c, "listen", "127.0.0.1:12345");
+    finalize_fails(c, "listen and http-listen cannot be the same address");
+}
+
+static void test_admin_options(void **state)
+{
+    struct config *c = *state;
+    char path[PATH_MAX];
+    set_ok(c, "admin-listen", "unix:/run/pta-admin.sock");
+    assert_string_equal(c->admin_listen, "unix:/run/pta-admin.sock");
+    set_bad(c, "admin-listen", "127.0.0.1:1", "expected unix:/absolute/path");
+    set_ok(c, "admin-listen", "off");
+    assert_null(c->admin_listen);
+
+    write_file("admin-token", "adm1n-t0ken\n", 0640, path, sizeof(path));
+    set_ok(c, "admin-token-file", path);
+    finalize_ok(c);
+    assert_string_equal(c->admin_token, "adm1n-t0ken");
+    write_file("admin-token", "adm1n-t0ken\n", 0644, path, sizeof(path));
+    finalize_fails(c, "admin token file");
+    assert_null(c->admin_token); /* failed closed: no stale token kept */
+    set_ok(c, "admin-token-file", "");
+    finalize_ok(c);
+    assert_null(c->admin_token);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -843,6 +915,9 @@ int main(void)
         T(test_free_twice),
         T(test_example_conf_loads),
         T(test_example_conf_complete),
+        T(test_reload_rules),
+        T(test_http_listen_alias),
+        T(test_admin_options),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

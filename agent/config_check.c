@@ -1,0 +1,185 @@
+/* config_finalize(): what a single option cannot check on its own. Loads the secrets (through
+ * secret_file.c), resolves the addresses as the agent will bind them (so that --check-config means
+ * "this will start"), and checks the options that only make sense together. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config_internal.h"
+#include "secret_file.h"
+
+static const struct secret_spec client_secret_spec = {.what = "client secret"};
+/* A new kind of secret: strict from the start (nobody relies on a looser mode yet). */
+static const struct secret_spec admin_token_spec = {.what = "admin token", .strict = true};
+
+static int secret_from_env(const char *v, char **out, char *err, size_t errlen)
+{
+    if (!*v)
+        return config_fail(err, errlen, SECRET_ENV " is set but empty");
+    if (strpbrk(v, "\r\n"))
+        return config_fail(err, errlen, SECRET_ENV " holds more than one line");
+    *out = strdup(v);
+    return *out ? 0 : config_fail(err, errlen, "out of memory");
+}
+
+/* client-secret-file, else the environment, else a systemd credential (LoadCredential=). Finding
+ * none is not an error here: the cross-checks decide whether a secret is needed. */
+static int load_secret(struct config *c, char *err, size_t errlen)
+{
+    secret_free(&c->client_secret); /* a reload re-reads it */
+    if (c->client_secret_file)
+        return secret_file_read(c->client_secret_file, &client_secret_spec, &c->client_secret, NULL,
+                                err, errlen);
+    const char *env = getenv(SECRET_ENV);
+    if (env)
+        return secret_from_env(env, &c->client_secret, err, errlen);
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || !*dir)
+        return 0;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/" SECRET_CREDENTIAL, dir) >= (int)sizeof(path))
+        return config_fail(err, errlen, "CREDENTIALS_DIRECTORY is too long");
+    if (access(path, F_OK) < 0)
+        return 0;
+    return secret_file_read(path, &client_secret_spec, &c->client_secret, NULL, err, errlen);
+}
+
+static int check_readable(const char *what, const char *path, char *err, size_t errlen)
+{
+    if (!path)
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return config_fail(err, errlen, "cannot read %s '%s': %s", what, path, strerror(errno));
+    close(fd);
+    return 0;
+}
+
+static int check_tls(const struct config *c, char *err, size_t errlen)
+{
+    if (!c->client_cert != !c->client_key)
+        return config_fail(err, errlen, "client-cert and client-key must be set together");
+    if (check_readable("ca-file", c->ca_file, err, errlen) < 0 ||
+        check_readable("client-cert", c->client_cert, err, errlen) < 0 ||
+        check_readable("client-key", c->client_key, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+static int check_client_auth(const struct config *c, char *err, size_t errlen)
+{
+    if (!c->introspection_url || c->client_auth == CLIENT_AUTH_NONE)
+        return 0;
+    const char *method = config_auth_names[c->client_auth];
+    if (!c->client_id)
+        return config_fail(err, errlen, "client-auth %s needs client-id", method);
+    if (!c->client_secret)
+        return config_fail(err, errlen,
+                           "client-auth %s needs a client secret: set client-secret-file, "
+                           "the " SECRET_ENV " environment variable or a systemd credential named "
+                           "" SECRET_CREDENTIAL,
+                           method);
+    return 0;
+}
+
+static int admin_token(struct config *c, char *err, size_t errlen)
+{
+    secret_free(&c->admin_token);
+    if (!c->admin_token_file)
+        return 0;
+    return secret_file_read(c->admin_token_file, &admin_token_spec, &c->admin_token, NULL, err,
+                            errlen);
+}
+
+/* Parses and resolves one address option, as the listener will. */
+static int check_address(const char *name, const char *v, unsigned allow,
+                         struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen)
+{
+    struct addr a;
+    const char *why = addr_parse(v, allow, &a);
+    if (why)
+        return config_fail(err, errlen, "bad value for %s: '%s' (%s)", name, v, why);
+    if (a.kind == ADDR_UNIX) {
+        *len = 0;
+        return 0;
+    }
+    char reason[CONFIG_ERR_LEN];
+    if (addr_resolve(&a, ss, len, reason, sizeof(reason)) < 0)
+        return config_fail(err, errlen, "%s %s: %s", name, v, reason);
+    return 0;
+}
+
+static int check_addresses(const struct config *c, char *err, size_t errlen)
+{
+    if (!c->listen || !c->accept)
+        return config_fail(err, errlen, "out of memory");
+    struct sockaddr_storage spop, http;
+    socklen_t spop_len, http_len;
+    if (check_address("listen", c->listen, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX, &spop, &spop_len, err,
+                      errlen) < 0)
+        return -1;
+    if (c->admin_listen && strcmp(c->admin_listen, c->listen) == 0)
+        return config_fail(err, errlen, "listen and admin-listen cannot be the same address");
+    if (c->admin_listen && check_address("admin-listen", c->admin_listen, ADDR_ALLOW_UNIX, &http,
+                                         &http_len, err, errlen) < 0)
+        return -1;
+    if (!c->http_listen)
+        return 0;
+    if (check_address("http-listen", c->http_listen, ADDR_ALLOW_TCP, &http, &http_len, err,
+                      errlen) < 0)
+        return -1;
+    if (strcmp(c->http_listen, c->listen) == 0 ||
+        (spop_len && spop_len == http_len && memcmp(&spop, &http, spop_len) == 0))
+        return config_fail(err, errlen, "listen and http-listen cannot be the same address");
+    return 0;
+}
+
+static void warn_risky(const struct config *c)
+{
+    if (c->admin_token_file && !c->http_listen)
+        log_warn("admin-token-file is set but http-listen is not: no admin API over HTTP");
+    if (!c->introspection_url) {
+        log_warn("introspection-url is not set: every token will be answered with 503");
+        return;
+    }
+    if (c->client_secret && c->client_auth != CLIENT_AUTH_NONE &&
+        strncasecmp(c->introspection_url, "http://", 7) == 0)
+        log_warn("the client secret is sent to %s without TLS", c->introspection_url);
+}
+
+int config_finalize(struct config *c, char *err, size_t errlen)
+{
+    if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
+        admin_token(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
+        check_client_auth(c, err, errlen) < 0)
+        return -1;
+    warn_risky(c);
+    return 0;
+}
+
+void config_introspect(const struct config *c, struct introspect_config *out)
+{
+    *out = (struct introspect_config){
+        .url = c->introspection_url,
+        .accept = c->accept,
+        .client_id = c->client_id,
+        .client_secret = c->client_secret,
+        .auth = c->client_auth,
+        .token_type_hint = c->token_type_hint,
+        .ca_file = c->ca_file,
+        .client_cert = c->client_cert,
+        .client_key = c->client_key,
+        .insecure_skip_verify = c->tls_insecure_skip_verify,
+        .timeout_ms = c->introspection_timeout_ms,
+        .connect_timeout_ms = c->connect_timeout_ms,
+        .max_concurrent = c->max_concurrent_introspections,
+        .max_response = c->max_response_size,
+    };
+}
