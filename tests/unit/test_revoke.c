@@ -228,7 +228,7 @@ static void test_list(void **state)
 
 static struct jwks *keys_of(EVP_PKEY *k)
 {
-    char doc[1024];
+    char doc[4200];
     snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", fx_jwk(k, "ed-1", "EdDSA", ""));
     struct jwks *s = jwks_parse(doc, strlen(doc), NULL);
     assert_non_null(s);
