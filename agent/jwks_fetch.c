@@ -1,47 +1,32 @@
 /* JWKS fetcher: see jwks_fetch.h.
  *
- * Why a thread and not the loop's curl multi: a fetch happens every few minutes at most, and a
- * blocking easy handle on a thread of its own keeps the fetcher independent of the introspection
- * client (its budgets, its connection pool, its metrics). The only shared state is the mutex-
- * guarded request flag and the pending set; sets are immutable, so the loop swaps pointers. */
+ * Everything runs on the loop: one ev_timer says when the next fetch is due (the refresh period,
+ * or the end of min_interval when a refetch was asked for earlier), and the GET itself is the
+ * tree's curl_ev fetcher on its own curl_ev (its own connection, apart from the introspection
+ * pool and budgets). At most one fetch runs at a time. */
 #include "jwks_fetch.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include <curl/curl.h>
-
+#include "curl_ev.h"
 #include "log.h"
-
-#define CC_MAX 256 /* bytes of Cache-Control kept */
-
-struct fetch_buf {
-    char *data;
-    size_t len;
-    bool too_large;
-    char cache_control[CC_MAX];
-};
 
 struct jwks_fetcher {
     char *url, *ca_file;
-    bool insecure, plain_http;
+    bool insecure;
     uint32_t timeout_ms, min_interval, refresh_min, refresh_max;
     struct ev_loop *loop;
-    ev_async wake;
+    struct curl_ev *curl;
+    ev_timer timer;
     jwks_update_fn on_update;
     void *ud;
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    /* Under lock: */
-    bool stopping, wanted, last_failed;
-    struct jwks *pending;
+    bool running, wanted, last_failed, stopping;
+    ev_tstamp last;     /* when the last fetch started; -inf before the first */
+    ev_tstamp next_due; /* when the refresh is due */
     uint64_t ok, failed;
 };
 
@@ -92,175 +77,91 @@ uint32_t jwks_refresh_period(const char *cc, uint32_t lo, uint32_t hi)
     return v > hi ? hi : (uint32_t)v;
 }
 
-/* ---- the fetch ---- */
+/* ---- scheduling ---- */
 
-static size_t write_cb(char *p, size_t size, size_t n, void *ud)
-{
-    struct fetch_buf *b = ud;
-    size_t add = size * n;
-    if (b->len + add > JWKS_MAX_DOC) {
-        b->too_large = true;
-        return 0; /* aborts the transfer */
-    }
-    char *d = realloc(b->data, b->len + add + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, p, add);
-    b->data = d;
-    b->len += add;
-    d[b->len] = '\0';
-    return add;
-}
+static void arm(struct jwks_fetcher *f);
 
-static size_t header_cb(char *p, size_t size, size_t n, void *ud)
+static void fetched(void *ud, const struct curl_fetch_result *r)
 {
-    struct fetch_buf *b = ud;
-    size_t len = size * n;
-    static const char name[] = "cache-control:";
-    if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
-        size_t v = len - (sizeof(name) - 1);
-        if (v >= CC_MAX)
-            v = CC_MAX - 1;
-        memcpy(b->cache_control, p + sizeof(name) - 1, v);
-        b->cache_control[v] = '\0';
-    }
-    return len;
-}
-
-static bool setup_easy(const struct jwks_fetcher *f, CURL *e, struct fetch_buf *b)
-{
-    bool bad = false;
-    bad |= curl_easy_setopt(e, CURLOPT_URL, f->url) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, f->plain_http ? "http" : "https") != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->timeout_ms) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)JWKS_MAX_DOC) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, b) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, b) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, f->insecure ? 0L : 1L) != CURLE_OK;
-    bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, f->insecure ? 0L : 2L) != CURLE_OK;
-    if (f->ca_file)
-        bad |= curl_easy_setopt(e, CURLOPT_CAINFO, f->ca_file) != CURLE_OK;
-    return !bad;
-}
-
-/* One GET of the JWKS. Returns the parsed set (and *period) or NULL with why. */
-static struct jwks *fetch_once(const struct jwks_fetcher *f, uint32_t *period, const char **why)
-{
-    struct fetch_buf b = {0};
+    struct jwks_fetcher *f = ud;
+    const char *why = NULL;
     struct jwks *s = NULL;
-    long status = 0;
-    CURL *e = curl_easy_init();
-    CURLcode rc = CURLE_FAILED_INIT;
-    if (e && setup_easy(f, e, &b))
-        rc = curl_easy_perform(e);
-    if (e)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    if (rc != CURLE_OK)
-        *why = b.too_large ? "JWKS document too large" : curl_easy_strerror(rc);
-    else if (status != 200)
-        *why = "JWKS endpoint did not answer 200";
+    f->running = false;
+    if (f->stopping)
+        return;
+    if (r->rc != CURLE_OK)
+        why = r->too_large ? "JWKS document too large" : (r->error ? r->error : "fetch failed");
+    else if (r->status != 200)
+        why = "JWKS endpoint did not answer 200";
     else
-        s = jwks_parse(b.data ? b.data : "", b.len, why);
-    if (s)
-        *period = jwks_refresh_period(b.cache_control[0] ? b.cache_control : NULL, f->refresh_min,
-                                      f->refresh_max);
-    curl_easy_cleanup(e);
-    free(b.data);
-    return s;
-}
-
-/* ---- the thread ---- */
-
-static int64_t mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec;
-}
-
-static void wait_until(struct jwks_fetcher *f, int64_t when)
-{
-    struct timespec ts = {.tv_sec = (time_t)when};
-    pthread_cond_timedwait(&f->cond, &f->lock, &ts);
-}
-
-/* Under lock: publishes a fetch's outcome; logs once per change between working and failing. */
-static void publish(struct jwks_fetcher *f, struct jwks *s, const char *why)
-{
+        s = jwks_parse(r->body ? r->body : "", r->body_len, &why);
+    ev_tstamp now = ev_now(f->loop);
     if (s) {
-        jwks_free(f->pending);
-        f->pending = s;
         f->ok++;
         if (f->last_failed)
             log_info("jwks: fetched again (%zu keys)", s->n);
-        ev_async_send(f->loop, &f->wake);
+        f->next_due = now + jwks_refresh_period(r->cache_control, f->refresh_min, f->refresh_max);
+        f->on_update(f->ud, s);
     } else {
         f->failed++;
         if (!f->last_failed)
             log_warn("jwks: fetch failed: %s (keeping the keys we have)", why);
+        f->next_due = now + f->min_interval; /* retry soon, but no faster than refetches */
     }
     f->last_failed = s == NULL;
+    arm(f);
 }
 
-static void *run(void *arg)
+static void start_fetch(struct jwks_fetcher *f)
 {
-    struct jwks_fetcher *f = arg;
-    int64_t next_due = 0, last = -(int64_t)f->min_interval;
-    pthread_mutex_lock(&f->lock);
-    while (!f->stopping) {
-        int64_t now = mono_s(), soonest = last + f->min_interval;
-        bool due = now >= next_due || (f->wanted && now >= soonest);
-        if (!due) {
-            wait_until(f, f->wanted && soonest < next_due ? soonest : next_due);
-            continue;
-        }
-        f->wanted = false;
-        pthread_mutex_unlock(&f->lock);
-        const char *why = NULL;
-        uint32_t period = f->refresh_max;
-        struct jwks *s = fetch_once(f, &period, &why);
-        pthread_mutex_lock(&f->lock);
-        last = now;
-        next_due = now + (s ? period : f->min_interval);
-        publish(f, s, why);
+    struct curl_fetch_tls tls = {.ca_file = f->ca_file, .insecure_skip_verify = f->insecure};
+    f->wanted = false;
+    f->last = ev_now(f->loop);
+    if (curl_fetch_get(f->curl, f->url, &tls, (long)f->timeout_ms, JWKS_MAX_DOC, fetched, f) != 0) {
+        f->failed++;
+        f->next_due = f->last + f->min_interval;
+        arm(f);
+        return;
     }
-    pthread_mutex_unlock(&f->lock);
-    return NULL;
+    f->running = true;
 }
 
-static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
+/* The earliest time a fetch may start: the refresh, or a wanted refetch once min_interval has
+ * passed since the last one. */
+static ev_tstamp due(const struct jwks_fetcher *f)
+{
+    ev_tstamp soonest = f->last + f->min_interval;
+    if (f->wanted && soonest < f->next_due)
+        return soonest;
+    return f->next_due;
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct jwks_fetcher *f = w->data;
-    pthread_mutex_lock(&f->lock);
-    struct jwks *s = f->pending;
-    f->pending = NULL;
-    pthread_mutex_unlock(&f->lock);
-    if (s)
-        f->on_update(f->ud, s);
+    if (f->running)
+        return; /* fetched() re-arms */
+    if (ev_now(loop) + 0.001 >= due(f))
+        start_fetch(f);
+    else
+        arm(f);
 }
+
+static void arm(struct jwks_fetcher *f)
+{
+    ev_tstamp after = due(f) - ev_now(f->loop);
+    ev_timer_stop(f->loop, &f->timer);
+    ev_timer_set(&f->timer, after > 0 ? after : 0, 0);
+    ev_timer_start(f->loop, &f->timer);
+}
+
+/* ---- life cycle ---- */
 
 static void fetcher_free(struct jwks_fetcher *f)
 {
-    pthread_mutex_destroy(&f->lock);
-    pthread_cond_destroy(&f->cond);
-    jwks_free(f->pending);
     free(f->url);
     free(f->ca_file);
     free(f);
-}
-
-static bool init_sync(struct jwks_fetcher *f)
-{
-    pthread_condattr_t ca;
-    bool ok = pthread_condattr_init(&ca) == 0;
-    ok = ok && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-         pthread_cond_init(&f->cond, &ca) == 0;
-    pthread_condattr_destroy(&ca);
-    return ok && pthread_mutex_init(&f->lock, NULL) == 0;
 }
 
 struct jwks_fetcher *jwks_fetcher_start(struct ev_loop *loop, const struct jwks_fetch_config *cfg,
@@ -272,14 +173,12 @@ struct jwks_fetcher *jwks_fetcher_start(struct ev_loop *loop, const struct jwks_
         return NULL;
     }
     struct jwks_fetcher *f = calloc(1, sizeof(*f));
-    if (!f || !init_sync(f)) {
-        free(f);
+    if (!f) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     f->url = strdup(cfg->url);
     f->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
-    f->plain_http = strncasecmp(cfg->url, "http://", 7) == 0;
     f->insecure = cfg->insecure;
     f->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 5000;
     f->min_interval = cfg->min_interval ? cfg->min_interval : 10;
@@ -288,50 +187,40 @@ struct jwks_fetcher *jwks_fetcher_start(struct ev_loop *loop, const struct jwks_
     f->loop = loop;
     f->on_update = on_update;
     f->ud = ud;
-    ev_async_init(&f->wake, on_wake);
-    f->wake.data = f;
-    if (!f->url || (cfg->ca_file && !f->ca_file)) {
+    f->last = -1e9;
+    f->next_due = ev_now(loop); /* the first fetch at once */
+    f->curl = curl_ev_new(loop, 1);
+    if (!f->url || (cfg->ca_file && !f->ca_file) || !f->curl) {
+        curl_ev_free(f->curl);
         fetcher_free(f);
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "out of memory (or curl unusable)");
         return NULL;
     }
-    ev_async_start(loop, &f->wake);
-    if (pthread_create(&f->thread, NULL, run, f) != 0) {
-        ev_async_stop(loop, &f->wake);
-        fetcher_free(f);
-        snprintf(err, errlen, "cannot start the JWKS thread");
-        return NULL;
-    }
-    f->started = true;
+    ev_init(&f->timer, on_timer);
+    f->timer.data = f;
+    arm(f);
     return f;
 }
 
 void jwks_fetcher_refetch(struct jwks_fetcher *f)
 {
-    pthread_mutex_lock(&f->lock);
     f->wanted = true;
-    pthread_cond_signal(&f->cond);
-    pthread_mutex_unlock(&f->lock);
+    if (!f->running)
+        arm(f);
 }
 
 void jwks_fetcher_counts(struct jwks_fetcher *f, uint64_t *ok, uint64_t *failed)
 {
-    pthread_mutex_lock(&f->lock);
     *ok = f->ok;
     *failed = f->failed;
-    pthread_mutex_unlock(&f->lock);
 }
 
 void jwks_fetcher_stop(struct jwks_fetcher *f)
 {
     if (!f)
         return;
-    pthread_mutex_lock(&f->lock);
     f->stopping = true;
-    pthread_cond_signal(&f->cond);
-    pthread_mutex_unlock(&f->lock);
-    if (f->started)
-        pthread_join(f->thread, NULL);
-    ev_async_stop(f->loop, &f->wake);
+    ev_timer_stop(f->loop, &f->timer);
+    curl_ev_free(f->curl); /* a running fetch ends in fetched(), which sees stopping */
     fetcher_free(f);
 }

@@ -1,8 +1,8 @@
 /* Keeps the identity server's JWKS (for back-channel logout tokens) fresh: fetched over HTTPS at
  * start, refreshed when its Cache-Control max-age (bounded) runs out, and refetched on demand when
  * a token names an unknown kid (key rotation), at most once per min_interval so that forged tokens
- * cannot make us hammer the IdP. The fetch runs on its own thread (blocking libcurl, bounded by a
- * timeout); each new set is handed to the event loop through ev_async. Used by revoke.c. */
+ * cannot make us hammer the IdP. Runs on the event loop (curl_ev's GET fetcher, bounded by a
+ * timeout and JWKS_MAX_DOC). Used by revoke.c. */
 #ifndef PTA_JWKS_FETCH_H
 #define PTA_JWKS_FETCH_H
 
@@ -24,7 +24,7 @@ struct jwks_fetch_config {
     uint32_t refresh_max_s; /* default 300; also the period when the IdP sends no max-age */
 };
 
-/* Called on the loop thread with each newly fetched set; takes ownership of it. */
+/* Called from the loop with each newly fetched set; takes ownership of it. */
 typedef void (*jwks_update_fn)(void *ud, struct jwks *fresh);
 
 /* Whether url may serve keys: https, or http to 127.0.0.0/8, [::1] or localhost. */
@@ -33,7 +33,7 @@ bool jwks_url_allowed(const char *url);
  * to [lo, hi]; hi without max-age; lo with no-store or no-cache. Pure, for the tests. */
 uint32_t jwks_refresh_period(const char *cache_control, uint32_t lo, uint32_t hi);
 
-/* Starts the thread; the first fetch begins at once. NULL with err filled on failure. */
+/* Starts fetching; the first fetch begins at once. NULL with err filled on failure. */
 struct jwks_fetcher *jwks_fetcher_start(struct ev_loop *loop, const struct jwks_fetch_config *cfg,
                                         jwks_update_fn on_update, void *ud, char *err,
                                         size_t errlen);
@@ -41,7 +41,7 @@ struct jwks_fetcher *jwks_fetcher_start(struct ev_loop *loop, const struct jwks_
 void jwks_fetcher_refetch(struct jwks_fetcher *f);
 /* Fetches completed (ok) and failed, for metrics. */
 void jwks_fetcher_counts(struct jwks_fetcher *f, uint64_t *ok, uint64_t *failed);
-/* Stops and joins the thread (at most one fetch timeout). NULL is a no-op. */
+/* Stops (a fetch in progress is aborted) and frees. NULL is a no-op. */
 void jwks_fetcher_stop(struct jwks_fetcher *f);
 
 #endif
