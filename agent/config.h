@@ -53,6 +53,11 @@ struct config {
     char *admin_listen;     /* "unix:/path" of the admin socket; NULL: none */
     unsigned drain_timeout_ms;
 
+    /* back-channel logout (revoke.c); off unless issuer and JWKS URL are both set */
+    char *logout_issuer;
+    char *logout_jwks_url;
+    char *logout_client_id; /* NULL: client_id */
+
     char *config_file; /* where the settings came from, for reload; NULL when none */
 };
 

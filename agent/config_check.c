@@ -13,6 +13,7 @@
 
 #include "addr.h"
 #include "config_internal.h"
+#include "jwks.h"
 #include "secret_file.h"
 
 static const struct secret_spec client_secret_spec = {.what = "client secret"};
@@ -154,11 +155,31 @@ static void warn_risky(const struct config *c)
         log_warn("the client secret is sent to %s without TLS", c->introspection_url);
 }
 
+/* Back-channel logout needs both the issuer and the keys, and an audience to check. */
+static int check_logout(const struct config *c, char *err, size_t errlen)
+{
+    if (!c->logout_issuer && !c->logout_jwks_url)
+        return 0;
+    if (!c->logout_issuer || !c->logout_jwks_url)
+        return config_fail(err, errlen,
+                           "backchannel-logout-issuer and backchannel-logout-jwks-url go together");
+    if (!c->logout_client_id && !c->client_id)
+        return config_fail(err, errlen,
+                           "back-channel logout needs backchannel-logout-client-id or client-id");
+    if (!jwks_url_allowed(c->logout_jwks_url))
+        return config_fail(err, errlen,
+                           "backchannel-logout-jwks-url must be https:// (http:// only to a "
+                           "loopback host)");
+    if (!c->http_listen)
+        log_warn("backchannel-logout-issuer is set but http-listen is not: no logout endpoint");
+    return 0;
+}
+
 int config_finalize(struct config *c, char *err, size_t errlen)
 {
     if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
         admin_token(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
-        check_client_auth(c, err, errlen) < 0)
+        check_client_auth(c, err, errlen) < 0 || check_logout(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;

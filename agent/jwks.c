@@ -6,9 +6,11 @@
  * it while a refetch builds the next one. */
 #include "jwks.h"
 
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/bn.h>
@@ -344,4 +346,32 @@ const struct jwk *jwks_select(const struct jwks *s, const char *kid, enum jws_al
         kid ? "the key with the JWS kid does not fit its alg"
             : (fitting ? "JWS has no kid and several keys fit its alg" : "no key fits the JWS alg");
     return NULL;
+}
+
+/* ---- where keys may come from ---- */
+
+static bool loopback_host(const char *h, size_t len)
+{
+    char buf[64];
+    struct in_addr a4;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, h, len);
+    buf[len] = '\0';
+    if (strcasecmp(buf, "localhost") == 0 || strcmp(buf, "[::1]") == 0)
+        return true;
+    return inet_pton(AF_INET, buf, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+bool jwks_url_allowed(const char *url)
+{
+    if (!url)
+        return false;
+    if (strncasecmp(url, "https://", 8) == 0)
+        return url[8] != '\0' && !strchr(url, '@');
+    if (strncasecmp(url, "http://", 7) != 0 || strchr(url, '@'))
+        return false;
+    const char *h = url + 7;
+    size_t len = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/?#");
+    return loopback_host(h, len);
 }

@@ -67,4 +67,8 @@ void jwks_free(struct jwks *s); /* NULL is a no-op */
 const struct jwk *jwks_select(const struct jwks *s, const char *kid, enum jws_alg alg,
                               bool *unknown_kid, const char **why);
 
+/* Whether url may serve keys: https, or http to 127.0.0.0/8, [::1] or localhost (tests); never
+ * with credentials in it. */
+bool jwks_url_allowed(const char *url);
+
 #endif

@@ -6,7 +6,6 @@
  * pool and budgets). At most one fetch runs at a time. */
 #include "jwks_fetch.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,32 +30,6 @@ struct jwks_fetcher {
 };
 
 /* ---- pure helpers ---- */
-
-static bool loopback_host(const char *h, size_t len)
-{
-    char buf[64];
-    struct in_addr a4;
-    if (len == 0 || len >= sizeof(buf))
-        return false;
-    memcpy(buf, h, len);
-    buf[len] = '\0';
-    if (strcasecmp(buf, "localhost") == 0 || strcmp(buf, "[::1]") == 0)
-        return true;
-    return inet_pton(AF_INET, buf, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
-
-bool jwks_url_allowed(const char *url)
-{
-    if (!url)
-        return false;
-    if (strncasecmp(url, "https://", 8) == 0)
-        return url[8] != '\0' && !strchr(url, '@');
-    if (strncasecmp(url, "http://", 7) != 0 || strchr(url, '@'))
-        return false;
-    const char *h = url + 7;
-    size_t len = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/?#");
-    return loopback_host(h, len);
-}
 
 uint32_t jwks_refresh_period(const char *cc, uint32_t lo, uint32_t hi)
 {

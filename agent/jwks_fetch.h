@@ -27,8 +27,6 @@ struct jwks_fetch_config {
 /* Called from the loop with each newly fetched set; takes ownership of it. */
 typedef void (*jwks_update_fn)(void *ud, struct jwks *fresh);
 
-/* Whether url may serve keys: https, or http to 127.0.0.0/8, [::1] or localhost. */
-bool jwks_url_allowed(const char *url);
 /* The refresh period for an answer's Cache-Control header value (NULL: none): its max-age bounded
  * to [lo, hi]; hi without max-age; lo with no-store or no-cache. Pure, for the tests. */
 uint32_t jwks_refresh_period(const char *cache_control, uint32_t lo, uint32_t hi);
