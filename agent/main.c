@@ -19,6 +19,8 @@
 #include "http_router.h"
 #include "http_server.h"
 #include "log.h"
+#include "purge_apply.h"
+#include "revoke.h"
 #include "version.h"
 
 struct daemon {
@@ -28,7 +30,8 @@ struct daemon {
     struct cache *cache;
     struct agent agent;
     struct http_server *http;
-    ev_tstamp started; /* loop time at start, for /admin/status */
+    struct revoke *revoke; /* /admin/purge, /admin/cache, /backchannel-logout */
+    ev_tstamp started;     /* loop time at start, for /admin/status */
     ev_signal sigterm, sigint, sighup;
     ev_timer drain_deadline;
     ev_prepare drain_check;
@@ -156,8 +159,19 @@ static void serve_metrics(void *ud, const struct http_request *req, struct http_
     const struct metrics *workers[1] = {&d->agent.metrics};
     struct cache_stats cs;
     cache_get_stats(d->cache, &cs);
-    http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8",
-                       metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp)));
+    char *text = metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp));
+    char *more = d->revoke ? revoke_metrics_text(d->revoke) : NULL;
+    if (text && more) { /* the revocation counters follow the worker's */
+        size_t a = strlen(text), b = strlen(more);
+        char *all = realloc(text, a + b + 1);
+        if (all)
+            memcpy(all + a, more, b + 1);
+        else
+            free(text);
+        text = all;
+    }
+    free(more);
+    http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text);
 }
 
 /* What an operator asks first: which build, since when, how busy. */
@@ -181,6 +195,55 @@ static void serve_admin_status(void *ud, const struct http_request *req, struct 
     free(text);
 }
 
+/* ---- revocation: what a purge reaches (revoke_ops) ------------------------------------------ */
+
+static void rv_token_key(void *ud, const char *token, size_t len, uint8_t out[PURGE_KEY_LEN])
+{
+    struct daemon *d = ud;
+    struct cache_key k;
+    cache_key_of(d->cache, token, len, &k);
+    memcpy(out, k.b, PURGE_KEY_LEN);
+}
+
+/* Every tier a token can be served from. L1 (with its in-flight introspections) today; the shared
+ * L2 (issue 13), the HAProxy fast path (issue 12) and the fleet broadcast hook in here: each drops
+ * the same selection, and the broadcast publishes sel for the other agents. */
+static size_t rv_purge(void *ud, const struct purge_selector *sel)
+{
+    struct daemon *d = ud;
+    return purge_apply(d->cache, sel);
+}
+
+static size_t rv_list(void *ud, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
+                      void *ctx)
+{
+    struct daemon *d = ud;
+    return purge_list(d->cache, sel, max, fn, ctx);
+}
+
+static int start_revoke(struct daemon *d, struct ev_loop *loop)
+{
+    static const struct revoke_ops ops = {
+        .token_key = rv_token_key, .purge = rv_purge, .list = rv_list};
+    const struct config *c = d->cfg;
+    struct revoke_config rc = {
+        .issuer = c->logout_issuer,
+        .client_id = c->logout_client_id ? c->logout_client_id : c->client_id,
+        .jwks_url = c->logout_jwks_url,
+        .ca_file = c->ca_file,
+        .insecure = c->tls_insecure_skip_verify,
+    };
+    char err[256];
+    d->revoke = revoke_new(loop, &rc, &ops, d, err, sizeof(err));
+    if (!d->revoke) {
+        log_error("revocation: %s", err);
+        return -1;
+    }
+    if (revoke_logout_enabled(d->revoke))
+        log_info("back-channel logout for %s, keys from %s", c->logout_issuer, c->logout_jwks_url);
+    return 0;
+}
+
 static void add_routes(struct daemon *d, struct http_router *r)
 {
     const struct http_route routes[] = {
@@ -195,6 +258,8 @@ static void add_routes(struct daemon *d, struct http_router *r)
     http_router_init(r);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         http_router_add(r, &routes[i]); /* cannot fail: distinct, and fewer than the maximum */
+    if (d->revoke && revoke_add_routes(d->revoke, r) != 0)
+        log_error("http: no room for the revocation routes"); /* HTTP_ROUTES_MAX is far above */
 }
 
 static int start_http(struct daemon *d, struct ev_loop *loop)
@@ -235,8 +300,9 @@ static int run(struct daemon *d)
         cache_free(d->cache);
         return 1;
     }
-    if (start_http(d, loop) < 0) {
+    if (start_revoke(d, loop) < 0 || start_http(d, loop) < 0) {
         http_server_stop(d->http);
+        revoke_free(d->revoke);
         agent_fini(&d->agent);
         cache_free(d->cache);
         return 1;
@@ -247,6 +313,7 @@ static int run(struct daemon *d)
     ev_run(loop, 0);
 
     http_server_stop(d->http);
+    revoke_free(d->revoke);
     agent_fini(&d->agent);
     cache_free(d->cache);
     log_info("stopped");
