@@ -339,6 +339,30 @@ class RevocationTest(harness.StackTestCase):
         harness.wait_until(lambda: self.logout(lt).status == 200, 15, "the new key is used")
         self.assert_revoked(tok)
 
+    # --- revocation lag (printed, never asserted: a loaded 2-core box must not fail it) ----------
+
+    def test_revocation_lag(self):
+        """Time from the start of a purge (admin API) or of a logout POST to the first 401 through
+        HAProxy, for tokens cached and already revoked at the IdP."""
+        lags = {"admin purge": [], "back-channel logout": []}
+        for i in range(20):
+            tok = self.cached("opaque-lag-%04d" % i, sub="lag-user-%d" % i)
+            t0 = time.monotonic()
+            self.assertEqual(self.purge({"sub": "lag-user-%d" % i}), 1)
+            self.assertEqual(self.stack.get(tok).status, 401)
+            lags["admin purge"].append(time.monotonic() - t0)
+            tok = self.cached("opaque-lag-logout-%04d" % i, sub="lag-logout-%d" % i)
+            lt = self.logout_token(sub="lag-logout-%d" % i)
+            t0 = time.monotonic()
+            self.assertEqual(self.logout(lt).status, 200)
+            self.assertEqual(self.stack.get(tok).status, 401)
+            lags["back-channel logout"].append(time.monotonic() - t0)
+        for what, xs in lags.items():
+            xs.sort()
+            sys.stderr.write("revocation lag, %s (purge/logout + next request -> 401): "
+                             "p50 %.1f ms, max %.1f ms over %d\n"
+                             % (what, xs[len(xs) // 2] * 1e3, xs[-1] * 1e3, len(xs)))
+
 
 if __name__ == "__main__":
     harness.run()
