@@ -18,7 +18,11 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-import oidc  # noqa: E402
+
+try:
+    import oidc  # noqa: E402  (tests/integration/oidc.py comes with the minting issue, 11)
+except ImportError:
+    oidc = None
 
 ISSUER = "https://gateway.test"
 AUDIENCE = "https://api.test"
@@ -29,6 +33,9 @@ class OidcLogoutTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         harness.require_binaries()
+        idp_js = os.path.join(harness.SOURCE_DIR, "tests", "servers", "oidc", "idp.mjs")
+        if oidc is None or "backchannel-logout-uri" not in open(idp_js).read():
+            raise unittest.SkipTest("needs tests/servers/oidc (node-oidc-provider, issue 11)")
         cls.tmp = tempfile.mkdtemp(prefix="pta-logout-")
         secret = os.path.join(cls.tmp, "gateway-secret")
         with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
