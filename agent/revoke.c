@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -34,6 +35,8 @@ struct revoke {
     struct jwks *keys;                  /* NULL until the first fetch */
     struct jwks_fetcher *fetcher;
     struct revoke_stats st;
+    time_t refusal_logged; /* the endpoint is public: refusals are logged once a second at most */
+    uint64_t refusals_unlogged;
 };
 
 /* ---- answers ---- */
@@ -183,8 +186,16 @@ static size_t purge_value(struct revoke *rv, enum purge_kind kind, char *value)
 
 static void logout_refused(struct revoke *rv, struct http_response *resp, const char *why)
 {
+    time_t now = time(NULL);
     rv->st.logout_refused++;
-    log_info("back-channel logout refused: %s", why);
+    if (now != rv->refusal_logged) {
+        log_info("back-channel logout refused: %s (%llu more refused since the last line)", why,
+                 (unsigned long long)rv->refusals_unlogged);
+        rv->refusal_logged = now;
+        rv->refusals_unlogged = 0;
+    } else {
+        rv->refusals_unlogged++;
+    }
     invalid_request(resp, why);
 }
 
