@@ -74,6 +74,8 @@ static const char *parse_token(json_t *v, purge_key_fn key_of, void *ud, uint8_t
     const char *why = NULL;
     if (len == 0 || len > PURGE_MAX_TOKEN)
         why = "token must be 1 to 4096 bytes";
+    else if (!key_of)
+        why = "token is not accepted here";
     else
         key_of(ud, s, len, key);
     OPENSSL_cleanse(s, len);

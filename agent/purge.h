@@ -35,7 +35,8 @@ typedef void (*purge_key_fn)(void *ud, const char *token, size_t len, uint8_t ou
 
 /* Parses body into *sel. Returns 0, or -1 with *why (static text for the 400 answer; it never
  * echoes the body) set. On failure *sel holds nothing to free. The copy of a raw token that the
- * JSON parser made is wiped before returning; the caller wipes its own body buffer. */
+ * JSON parser made is wiped before returning; the caller wipes its own body buffer. key_of may be
+ * NULL where raw tokens are refused (listings). */
 int purge_parse(const char *body, size_t len, purge_key_fn key_of, void *ud,
                 struct purge_selector *sel, const char **why);
 void purge_selector_clear(struct purge_selector *sel);

@@ -90,6 +90,16 @@ static void test_token_is_hashed(void **state)
     purge_selector_clear(&sel);
 }
 
+static void test_token_without_key_function(void **state)
+{
+    struct purge_selector sel;
+    const char *why = NULL;
+    assert_int_equal(purge_parse("{\"token\":\"t\"}", 11, NULL, NULL, &sel, &why), -1);
+    assert_string_equal(why, "token is not accepted here");
+    assert_int_equal(purge_parse("{\"sub\":\"a\"}", 11, NULL, NULL, &sel, &why), 0);
+    purge_selector_clear(&sel);
+}
+
 static void test_token_hash(void **state)
 {
     struct purge_selector sel;
@@ -175,7 +185,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_value_selectors), cmocka_unit_test(test_token_is_hashed),
         cmocka_unit_test(test_token_hash),      cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_bounds),          cmocka_unit_test(test_token_without_key_function),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
