@@ -26,23 +26,23 @@
 
 static const struct {
     const char *name;
-    enum jws_alg alg;
+    enum jose_alg alg;
 } ALGS[] = {
-    {"RS256", JWS_RS256}, {"RS384", JWS_RS384}, {"RS512", JWS_RS512}, {"PS256", JWS_PS256},
-    {"ES256", JWS_ES256}, {"ES384", JWS_ES384}, {"EdDSA", JWS_EDDSA},
+    {"RS256", JOSE_RS256}, {"RS384", JOSE_RS384}, {"RS512", JOSE_RS512}, {"PS256", JOSE_PS256},
+    {"ES256", JOSE_ES256}, {"ES384", JOSE_ES384}, {"EdDSA", JOSE_EDDSA},
 };
 
-enum jws_alg jws_alg_from_name(const char *name)
+enum jose_alg jose_alg_from_name(const char *name)
 {
     if (!name)
-        return JWS_ALG_UNSUPPORTED;
+        return JOSE_ALG_UNSUPPORTED;
     for (size_t i = 0; i < sizeof(ALGS) / sizeof(ALGS[0]); i++)
         if (strcmp(name, ALGS[i].name) == 0)
             return ALGS[i].alg;
-    return JWS_ALG_UNSUPPORTED;
+    return JOSE_ALG_UNSUPPORTED;
 }
 
-const char *jws_alg_name(enum jws_alg alg)
+const char *jose_alg_name(enum jose_alg alg)
 {
     for (size_t i = 0; i < sizeof(ALGS) / sizeof(ALGS[0]); i++)
         if (ALGS[i].alg == alg)
@@ -50,21 +50,21 @@ const char *jws_alg_name(enum jws_alg alg)
     return "unsupported";
 }
 
-bool jws_alg_fits(enum jws_alg alg, enum jwk_type t)
+bool jose_alg_fits(enum jose_alg alg, enum jwk_type t)
 {
     switch (alg) {
-    case JWS_RS256:
-    case JWS_RS384:
-    case JWS_RS512:
-    case JWS_PS256:
+    case JOSE_RS256:
+    case JOSE_RS384:
+    case JOSE_RS512:
+    case JOSE_PS256:
         return t == JWK_RSA;
-    case JWS_ES256:
+    case JOSE_ES256:
         return t == JWK_EC_P256;
-    case JWS_ES384:
+    case JOSE_ES384:
         return t == JWK_EC_P384;
-    case JWS_EDDSA:
+    case JOSE_EDDSA:
         return t == JWK_ED25519;
-    case JWS_ALG_UNSUPPORTED:
+    case JOSE_ALG_UNSUPPORTED:
         break;
     }
     return false;
@@ -238,8 +238,9 @@ static bool read_kid_alg(json_t *jwk, struct jwk *k)
     }
     if (!alg)
         return true;
-    k->alg = json_is_string(alg) ? jws_alg_from_name(json_string_value(alg)) : JWS_ALG_UNSUPPORTED;
-    return k->alg != JWS_ALG_UNSUPPORTED && jws_alg_fits(k->alg, k->type);
+    k->alg =
+        json_is_string(alg) ? jose_alg_from_name(json_string_value(alg)) : JOSE_ALG_UNSUPPORTED;
+    return k->alg != JOSE_ALG_UNSUPPORTED && jose_alg_fits(k->alg, k->type);
 }
 
 static bool parse_key(json_t *jwk, struct jwk *k)
@@ -304,12 +305,12 @@ void jwks_free(struct jwks *s)
     free(s);
 }
 
-static bool key_fits(const struct jwk *k, enum jws_alg alg)
+static bool key_fits(const struct jwk *k, enum jose_alg alg)
 {
-    return jws_alg_fits(alg, k->type) && (k->alg == JWS_ALG_UNSUPPORTED || k->alg == alg);
+    return jose_alg_fits(alg, k->type) && (k->alg == JOSE_ALG_UNSUPPORTED || k->alg == alg);
 }
 
-const struct jwk *jwks_select(const struct jwks *s, const char *kid, enum jws_alg alg,
+const struct jwk *jwks_select(const struct jwks *s, const char *kid, enum jose_alg alg,
                               bool *unknown_kid, const char **why)
 {
     const struct jwk *found = NULL;

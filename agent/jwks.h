@@ -15,17 +15,18 @@
 #define JWKS_RSA_MIN_BITS 2048
 #define JWKS_RSA_MAX_BITS 16384
 
-/* The signature algorithms the agent verifies. HS*, none and anything else are JWS_ALG_UNSUPPORTED:
- * a shared-secret MAC cannot be a public IdP key, and "none" is no signature at all. */
-enum jws_alg {
-    JWS_ALG_UNSUPPORTED = 0,
-    JWS_RS256,
-    JWS_RS384,
-    JWS_RS512,
-    JWS_PS256,
-    JWS_ES256,
-    JWS_ES384,
-    JWS_EDDSA,
+/* The signature algorithms the agent verifies. HS*, none and anything else are
+ * JOSE_ALG_UNSUPPORTED: a shared-secret MAC cannot be a public IdP key, and "none" is no signature
+ * at all. */
+enum jose_alg {
+    JOSE_ALG_UNSUPPORTED = 0,
+    JOSE_RS256,
+    JOSE_RS384,
+    JOSE_RS512,
+    JOSE_PS256,
+    JOSE_ES256,
+    JOSE_ES384,
+    JOSE_EDDSA,
 };
 
 enum jwk_type { JWK_RSA, JWK_EC_P256, JWK_EC_P384, JWK_ED25519 };
@@ -33,7 +34,7 @@ enum jwk_type { JWK_RSA, JWK_EC_P256, JWK_EC_P384, JWK_ED25519 };
 struct jwk {
     char kid[JWKS_KID_MAX + 1];
     bool has_kid;
-    enum jws_alg alg; /* JWS_ALG_UNSUPPORTED when the JWK has no "alg" (any fitting alg goes) */
+    enum jose_alg alg; /* JOSE_ALG_UNSUPPORTED when the JWK has no "alg" (any fitting alg goes) */
     enum jwk_type type;
     EVP_PKEY *pkey; /* public key, owned by the set */
 };
@@ -44,12 +45,12 @@ struct jwks {
     struct jwk keys[JWKS_MAX_KEYS];
 };
 
-/* "RS256" -> JWS_RS256 ...; anything else (none, HS256, NULL) -> JWS_ALG_UNSUPPORTED. */
-enum jws_alg jws_alg_from_name(const char *name);
-const char *jws_alg_name(enum jws_alg alg); /* "RS256" ...; "unsupported" */
+/* "RS256" -> JOSE_RS256 ...; anything else (none, HS256, NULL) -> JOSE_ALG_UNSUPPORTED. */
+enum jose_alg jose_alg_from_name(const char *name);
+const char *jose_alg_name(enum jose_alg alg); /* "RS256" ...; "unsupported" */
 /* Whether alg can be verified with a key of type t (RS/PS: RSA; ES256: P-256; ES384: P-384;
  * EdDSA: Ed25519). */
-bool jws_alg_fits(enum jws_alg alg, enum jwk_type t);
+bool jose_alg_fits(enum jose_alg alg, enum jwk_type t);
 
 /* Parses a JWKS document ({"keys":[...]}). Keys that the agent cannot or must not use are skipped
  * and counted (use other than "sig", unsupported kty/crv/alg, RSA below 2048 bits, an EC point not
@@ -64,7 +65,7 @@ void jwks_free(struct jwks *s); /* NULL is a no-op */
  * rotation never makes us guess). NULL with *why set when no key qualifies; *unknown_kid is set
  * when a refetch of the JWKS may help (key rotation): the header named a kid that the set does not
  * hold at all, or had no kid and no key fits its alg. unknown_kid may be NULL. */
-const struct jwk *jwks_select(const struct jwks *s, const char *kid, enum jws_alg alg,
+const struct jwk *jwks_select(const struct jwks *s, const char *kid, enum jose_alg alg,
                               bool *unknown_kid, const char **why);
 
 /* Whether url may serve keys: https, or http to 127.0.0.0/8, [::1] or localhost (tests); never

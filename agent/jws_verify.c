@@ -78,8 +78,9 @@ static int copy_member(json_t *obj, const char *name, char *out, size_t cap)
 static int read_header(json_t *hdr, struct jws_header *h, const char **why)
 {
     json_t *alg = json_object_get(hdr, "alg");
-    h->alg = json_is_string(alg) ? jws_alg_from_name(json_string_value(alg)) : JWS_ALG_UNSUPPORTED;
-    if (h->alg == JWS_ALG_UNSUPPORTED) {
+    h->alg =
+        json_is_string(alg) ? jose_alg_from_name(json_string_value(alg)) : JOSE_ALG_UNSUPPORTED;
+    if (h->alg == JOSE_ALG_UNSUPPORTED) {
         *why = "JWS alg is missing or not accepted (none and HS* never are)";
         return -1;
     }
@@ -133,17 +134,17 @@ json_t *jws_payload(const char *jws, size_t len, const char **why)
 
 /* ---- signatures ---- */
 
-static const EVP_MD *digest_of(enum jws_alg alg)
+static const EVP_MD *digest_of(enum jose_alg alg)
 {
     switch (alg) {
-    case JWS_RS256:
-    case JWS_PS256:
-    case JWS_ES256:
+    case JOSE_RS256:
+    case JOSE_PS256:
+    case JOSE_ES256:
         return EVP_sha256();
-    case JWS_RS384:
-    case JWS_ES384:
+    case JOSE_RS384:
+    case JOSE_ES384:
         return EVP_sha384();
-    case JWS_RS512:
+    case JOSE_RS512:
         return EVP_sha512();
     default:
         return NULL; /* EdDSA hashes internally; unsupported never gets here */
@@ -183,13 +184,13 @@ static int set_pss(EVP_PKEY_CTX *pctx)
 }
 
 /* One-shot verification of sig over tbs. Returns true only for a valid signature. */
-static bool evp_verify(EVP_PKEY *pkey, enum jws_alg alg, const uint8_t *sig, size_t siglen,
+static bool evp_verify(EVP_PKEY *pkey, enum jose_alg alg, const uint8_t *sig, size_t siglen,
                        const char *tbs, size_t tbslen)
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pctx = NULL;
     bool ok = m && EVP_DigestVerifyInit(m, &pctx, digest_of(alg), NULL, pkey) == 1 &&
-              (alg != JWS_PS256 || set_pss(pctx) == 0) &&
+              (alg != JOSE_PS256 || set_pss(pctx) == 0) &&
               EVP_DigestVerify(m, sig, siglen, (const unsigned char *)tbs, tbslen) == 1;
     EVP_MD_CTX_free(m); /* frees pctx too */
     return ok;
@@ -219,7 +220,7 @@ static const uint8_t *sig_for_key(const struct jwk *key, const uint8_t *sig, siz
     return sig;
 }
 
-int jws_verify(const char *jws, size_t len, enum jws_alg alg, const struct jwk *key,
+int jws_verify(const char *jws, size_t len, enum jose_alg alg, const struct jwk *key,
                const char **why)
 {
     size_t d[2];
@@ -228,8 +229,8 @@ int jws_verify(const char *jws, size_t len, enum jws_alg alg, const struct jwk *
         why = &dummy;
     if (!shape_ok(jws, len, d, why))
         return -1;
-    if (!key || !key->pkey || !jws_alg_fits(alg, key->type) ||
-        (key->alg != JWS_ALG_UNSUPPORTED && key->alg != alg)) {
+    if (!key || !key->pkey || !jose_alg_fits(alg, key->type) ||
+        (key->alg != JOSE_ALG_UNSUPPORTED && key->alg != alg)) {
         *why = "JWS alg does not fit the key";
         return -1;
     }

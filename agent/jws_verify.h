@@ -11,12 +11,13 @@
 
 #include "jwks.h"
 
-#define JWS_MAX_LEN (16 * 1024) /* a logout token is a few hundred bytes; a longer JWS is refused  \
-                                 */
+#define JWS_MAX_LEN                                                                                \
+    (16 * 1024) /* a logout token is a few hundred bytes; a longer JWS is refused                  \
+                 */
 #define JWS_TYP_MAX 64
 
 struct jws_header {
-    enum jws_alg alg;
+    enum jose_alg alg;
     char kid[JWKS_KID_MAX + 1];
     bool has_kid;
     char typ[JWS_TYP_MAX + 1];
@@ -33,7 +34,7 @@ int jws_parse_header(const char *jws, size_t len, struct jws_header *h, const ch
 /* Verifies the signature of jws (checked by jws_parse_header) under key for alg. alg must fit the
  * key's type and, when the JWK names one, equal its alg. Returns 0 when the signature is valid,
  * -1 with *why set otherwise. */
-int jws_verify(const char *jws, size_t len, enum jws_alg alg, const struct jwk *key,
+int jws_verify(const char *jws, size_t len, enum jose_alg alg, const struct jwk *key,
                const char **why);
 
 /* Decodes the payload of a verified jws into a JSON object (duplicate members refused). Returns a

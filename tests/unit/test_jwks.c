@@ -74,7 +74,7 @@ static void test_each_key_type(void **state)
         assert_int_equal(s->keys[0].type, cases[i].t);
         assert_string_equal(s->keys[0].kid, "k1");
         assert_true(s->keys[0].has_kid);
-        assert_int_equal(s->keys[0].alg, JWS_ALG_UNSUPPORTED);
+        assert_int_equal(s->keys[0].alg, JOSE_ALG_UNSUPPORTED);
         /* The key built from the JWK is the same public key. */
         assert_int_equal(EVP_PKEY_eq(s->keys[0].pkey, cases[i].k), 1);
         jwks_free(s);
@@ -83,17 +83,17 @@ static void test_each_key_type(void **state)
 
 static void test_alg_names(void **state)
 {
-    assert_int_equal(jws_alg_from_name("RS256"), JWS_RS256);
-    assert_int_equal(jws_alg_from_name("EdDSA"), JWS_EDDSA);
-    assert_int_equal(jws_alg_from_name("none"), JWS_ALG_UNSUPPORTED);
-    assert_int_equal(jws_alg_from_name("HS256"), JWS_ALG_UNSUPPORTED);
-    assert_int_equal(jws_alg_from_name("rs256"), JWS_ALG_UNSUPPORTED);
-    assert_int_equal(jws_alg_from_name(NULL), JWS_ALG_UNSUPPORTED);
-    assert_string_equal(jws_alg_name(JWS_ES384), "ES384");
-    assert_true(jws_alg_fits(JWS_PS256, JWK_RSA));
-    assert_false(jws_alg_fits(JWS_ES256, JWK_EC_P384));
-    assert_false(jws_alg_fits(JWS_RS256, JWK_EC_P256));
-    assert_false(jws_alg_fits(JWS_ALG_UNSUPPORTED, JWK_RSA));
+    assert_int_equal(jose_alg_from_name("RS256"), JOSE_RS256);
+    assert_int_equal(jose_alg_from_name("EdDSA"), JOSE_EDDSA);
+    assert_int_equal(jose_alg_from_name("none"), JOSE_ALG_UNSUPPORTED);
+    assert_int_equal(jose_alg_from_name("HS256"), JOSE_ALG_UNSUPPORTED);
+    assert_int_equal(jose_alg_from_name("rs256"), JOSE_ALG_UNSUPPORTED);
+    assert_int_equal(jose_alg_from_name(NULL), JOSE_ALG_UNSUPPORTED);
+    assert_string_equal(jose_alg_name(JOSE_ES384), "ES384");
+    assert_true(jose_alg_fits(JOSE_PS256, JWK_RSA));
+    assert_false(jose_alg_fits(JOSE_ES256, JWK_EC_P384));
+    assert_false(jose_alg_fits(JOSE_RS256, JWK_EC_P256));
+    assert_false(jose_alg_fits(JOSE_ALG_UNSUPPORTED, JWK_RSA));
 }
 
 /* Keys that must not be used are skipped, the usable one stays. */
@@ -124,7 +124,7 @@ static void test_skipped_keys(void **state)
     assert_int_equal(s->n, 1);
     assert_int_equal(s->skipped, 9);
     assert_string_equal(s->keys[0].kid, "good");
-    assert_int_equal(s->keys[0].alg, JWS_ES256);
+    assert_int_equal(s->keys[0].alg, JOSE_ES256);
     jwks_free(s);
 }
 
@@ -220,22 +220,22 @@ static void test_select(void **state)
     struct jwks *s = rotation_set();
     bool unknown = true;
     const char *why = NULL;
-    const struct jwk *k = jwks_select(s, "ec-1", JWS_ES256, &unknown, &why);
+    const struct jwk *k = jwks_select(s, "ec-1", JOSE_ES256, &unknown, &why);
     assert_non_null(k);
     assert_string_equal(k->kid, "ec-1");
     assert_false(unknown);
     /* The kid exists but the alg does not fit it: no refetch, no other key tried. */
-    assert_null(jwks_select(s, "ec-1", JWS_RS256, &unknown, &why));
+    assert_null(jwks_select(s, "ec-1", JOSE_RS256, &unknown, &why));
     assert_false(unknown);
     assert_string_equal(why, "the key with the JWS kid does not fit its alg");
     /* Unknown kid: the refetch signal. */
-    assert_null(jwks_select(s, "rsa-2", JWS_RS256, &unknown, &why));
+    assert_null(jwks_select(s, "rsa-2", JOSE_RS256, &unknown, &why));
     assert_true(unknown);
     /* No kid: the only fitting key. */
-    k = jwks_select(s, NULL, JWS_PS256, &unknown, &why);
+    k = jwks_select(s, NULL, JOSE_PS256, &unknown, &why);
     assert_non_null(k);
     assert_string_equal(k->kid, "rsa-1");
-    k = jwks_select(s, NULL, JWS_EDDSA, NULL, NULL);
+    k = jwks_select(s, NULL, JOSE_EDDSA, NULL, NULL);
     assert_non_null(k);
     assert_string_equal(k->kid, "ed-1");
     jwks_free(s);
@@ -248,11 +248,11 @@ static void test_select(void **state)
     char *doc = doc_of(2, keys);
     s = jwks_parse(doc, strlen(doc), NULL);
     free(doc);
-    assert_null(jwks_select(s, NULL, JWS_ES256, &unknown, &why));
+    assert_null(jwks_select(s, NULL, JOSE_ES256, &unknown, &why));
     assert_string_equal(why, "JWS has no kid and several keys fit its alg");
     assert_false(unknown);
     /* No kid and no key of the type: a refetch may bring one. */
-    assert_null(jwks_select(s, NULL, JWS_EDDSA, &unknown, &why));
+    assert_null(jwks_select(s, NULL, JOSE_EDDSA, &unknown, &why));
     assert_true(unknown);
     jwks_free(s);
 }
@@ -266,9 +266,9 @@ static void test_select_jwk_alg(void **state)
     char *doc = doc_of(1, keys);
     struct jwks *s = jwks_parse(doc, strlen(doc), NULL);
     free(doc);
-    assert_non_null(jwks_select(s, "r", JWS_PS256, NULL, NULL));
-    assert_null(jwks_select(s, "r", JWS_RS256, NULL, NULL));
-    assert_null(jwks_select(s, NULL, JWS_RS256, NULL, NULL));
+    assert_non_null(jwks_select(s, "r", JOSE_PS256, NULL, NULL));
+    assert_null(jwks_select(s, "r", JOSE_RS256, NULL, NULL));
+    assert_null(jwks_select(s, NULL, JOSE_RS256, NULL, NULL));
     jwks_free(s);
     jwks_free(NULL);
 }

@@ -69,7 +69,7 @@ static void roundtrip(EVP_PKEY *k, const char *alg)
     const char *why = NULL;
     struct jws_header h;
     assert_int_equal(jws_parse_header(jws, strlen(jws), &h, &why), 0);
-    assert_int_equal(h.alg, jws_alg_from_name(alg));
+    assert_int_equal(h.alg, jose_alg_from_name(alg));
     assert_true(h.has_kid);
     assert_string_equal(h.kid, "kid-1");
     assert_true(h.has_typ);
@@ -141,15 +141,15 @@ static void test_alg_key_mismatch(void **state)
     struct jwks *rs = set_of(rsa, NULL), *ec = set_of(p256, NULL), *only_ps = set_of(rsa, "PS256");
     char *jws = sign(rsa, "RS256");
     const char *why = NULL;
-    assert_int_equal(jws_verify(jws, strlen(jws), JWS_PS256, &rs->keys[0], &why), -1);
+    assert_int_equal(jws_verify(jws, strlen(jws), JOSE_PS256, &rs->keys[0], &why), -1);
     assert_string_equal(why, "JWS signature is invalid");
-    assert_int_equal(jws_verify(jws, strlen(jws), JWS_ES256, &ec->keys[0], &why), -1);
+    assert_int_equal(jws_verify(jws, strlen(jws), JOSE_ES256, &ec->keys[0], &why), -1);
     assert_string_equal(why, "JWS signature is invalid"); /* fits the key, but r||s is wrong */
-    assert_int_equal(jws_verify(jws, strlen(jws), JWS_RS256, &ec->keys[0], &why), -1);
+    assert_int_equal(jws_verify(jws, strlen(jws), JOSE_RS256, &ec->keys[0], &why), -1);
     assert_string_equal(why, "JWS alg does not fit the key");
-    assert_int_equal(jws_verify(jws, strlen(jws), JWS_RS256, &only_ps->keys[0], &why), -1);
+    assert_int_equal(jws_verify(jws, strlen(jws), JOSE_RS256, &only_ps->keys[0], &why), -1);
     assert_string_equal(why, "JWS alg does not fit the key");
-    assert_int_equal(jws_verify(jws, strlen(jws), JWS_RS256, NULL, &why), -1);
+    assert_int_equal(jws_verify(jws, strlen(jws), JOSE_RS256, NULL, &why), -1);
     free(jws);
     /* ES256 signed, but the header claims ES384 while the key is P-256. */
     jws = fx_sign(p256, "ES256", "{\"alg\":\"ES384\"}", "{}");
@@ -200,7 +200,7 @@ static void test_alg_none_token_refused(void **state)
     const char *why = NULL;
     assert_int_equal(verify(j, s, &why), -1);
     /* Even if a caller passed an alg itself, the empty signature is refused. */
-    assert_int_equal(jws_verify(j, strlen(j), JWS_RS256, &s->keys[0], &why), -1);
+    assert_int_equal(jws_verify(j, strlen(j), JOSE_RS256, &s->keys[0], &why), -1);
     free(j);
     jwks_free(s);
 }
