@@ -19,6 +19,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "alloc.h"
+
 #define MIN_BUCKETS 16
 #define MAX_BUCKETS ((size_t)1 << 26)
 #define KIND_MIX UINT64_C(0x9e3779b97f4a7c15) /* golden ratio: spreads kinds over the table */
@@ -139,7 +141,7 @@ static struct cidx_group **group_slot(const struct cidx *x, unsigned kind, uint6
 
 static bool rehash(struct cidx *x, size_t nb)
 {
-    struct cidx_group **nt = calloc(nb, sizeof(*nt));
+    struct cidx_group **nt = pta_calloc(nb, sizeof(*nt));
     if (!nt)
         return false;
     for (size_t i = 0; i < x->nbuckets; i++) {
@@ -167,14 +169,14 @@ struct cidx *cidx_new(unsigned nkinds, size_t expected, cidx_value_fn value, voi
 {
     if (nkinds == 0 || nkinds > CIDX_MAX_KINDS || !value)
         return NULL;
-    struct cidx *x = calloc(1, sizeof(*x));
+    struct cidx *x = pta_calloc(1, sizeof(*x));
     if (!x)
         return NULL;
     x->nkinds = nkinds;
     x->value = value;
     x->ud = ud;
     x->nbuckets = buckets_for(expected);
-    x->buckets = calloc(x->nbuckets, sizeof(*x->buckets));
+    x->buckets = pta_calloc(x->nbuckets, sizeof(*x->buckets));
     bool keyed =
         hash_key ? (memcpy(x->key, hash_key, 16), true) : RAND_bytes(x->key, sizeof(x->key)) == 1;
     if (!x->buckets || !keyed) {
@@ -255,7 +257,7 @@ static int add_kind(struct cidx *x, struct cidx_link *links, unsigned k)
     uint64_t h = hash_of(x, k, v, len);
     struct cidx_group **slot = group_slot(x, k, h, v, len), *g = *slot;
     if (!g) {
-        g = malloc(sizeof(*g));
+        g = pta_malloc(sizeof(*g));
         if (!g)
             return -1;
         g->chain = NULL;
