@@ -16,8 +16,10 @@
 #include "bearer.h"
 #include "clock.h"
 #include "decision.h"
+#include "l2_codec.h"
 #include "listener.h"
 #include "log.h"
+#include "redis_client.h"
 #include "stages.h"
 
 /* One SPOP connection as the worker sees it. */
@@ -469,8 +471,10 @@ struct pipeline *agent_build_pipeline(struct agent *a)
     struct pipeline *p = pipeline_new();
     if (!p)
         return NULL;
-    if (stage_l1_add(p, a->cache) < 0 || stage_finish_add(p) < 0 ||
-        stage_introspect_add(p, a->idp, &a->metrics) < 0) {
+    if (stage_l1_add(p, a->cache) < 0 ||
+        (a->l2 && stage_l2_add(p, a->l2, a->l2_codec, a->cfg->cache_redis_prefix, a->cache,
+                               &a->metrics) < 0) ||
+        stage_finish_add(p) < 0 || stage_introspect_add(p, a->idp, &a->metrics) < 0) {
         pipeline_free(p);
         return NULL;
     }
@@ -507,13 +511,47 @@ int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *
     return 0;
 }
 
+static void on_l2_state(void *ud, bool subscriber, bool up)
+{
+    struct agent *a = ud;
+    if (!subscriber)
+        a->metrics.l2_up = up;
+}
+
+/* The shared cache's codec and client (connecting from now on, in the background). */
+static int l2_start(struct agent *a, const struct config *cfg)
+{
+    if (!cfg->cache_redis_url)
+        return 0;
+    a->l2_codec = l2_codec_new((const uint8_t *)cfg->fleet_key, cfg->fleet_key_len);
+    if (!a->l2_codec) {
+        log_error("shared cache: cannot derive keys from the fleet key");
+        return -1;
+    }
+    struct redis_client_settings s;
+    redis_client_settings_default(&s);
+    s.url = cfg->redis;
+    s.password = cfg->cache_redis_password;
+    s.command_timeout_ms = cfg->cache_redis_timeout_ms;
+    s.name = "shared cache (Redis)";
+    static const struct redis_client_ops ops = {.state = on_l2_state};
+    char err[256] = "";
+    a->l2 = redis_client_new(a->loop, &s, &ops, a, err, sizeof(err));
+    if (!a->l2) {
+        log_error("shared cache: %s", err);
+        return -1;
+    }
+    a->metrics.l2_enabled = true;
+    return 0;
+}
+
 int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, struct cache *cache)
 {
     struct introspect_config ic;
     config_introspect(cfg, &ic);
     agent_setup(a, loop, cfg, cache);
     a->idp = introspector_new(loop, &ic);
-    if (a->idp)
+    if (a->idp && l2_start(a, cfg) == 0)
         a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics */
     if (!a->pipeline) {
         agent_fini(a);
@@ -563,9 +601,15 @@ void agent_fini(struct agent *a)
     conn_flusher_stop(&a->flusher);
     if (a->listener)
         listener_free(a->listener);
+    /* Redis first: its pending GETs pass their flights on to the introspector, which resolves
+     * every flight it holds when freed. */
+    redis_client_free(a->l2);
     if (a->idp)
         introspector_free(a->idp); /* resolves the flights left; nobody waits on them now */
     pipeline_free(a->pipeline);
+    l2_codec_free(a->l2_codec);
+    a->l2 = NULL;
+    a->l2_codec = NULL;
     free(a->spare);
     a->listener = NULL;
     a->idp = NULL;

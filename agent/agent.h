@@ -18,8 +18,10 @@
 #include "metrics.h"
 #include "pipeline.h"
 
+struct l2_codec;
 struct listener;
 struct pending;
+struct redis_client;
 
 struct agent {
     struct ev_loop *loop;
@@ -27,6 +29,8 @@ struct agent {
     struct cache *cache;       /* shared, not owned */
     struct introspector *idp;  /* owned; NULL with agent_init_with() */
     struct pipeline *pipeline; /* owned: what a cache miss goes through */
+    struct redis_client *l2;   /* owned; NULL without cache-redis-url */
+    struct l2_codec *l2_codec; /* owned; with l2 */
     struct listener *listener; /* NULL with agent_init_with() */
     struct list sessions;      /* one per SPOP connection (struct session in agent.c) */
     struct conn_flusher flusher;
@@ -47,8 +51,9 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg,
  * introspector, no listener: hand it sockets with agent_adopt(). */
 int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
                     struct cache *cache, struct pipeline *p);
-/* The daemon's chain: l1 (store) -> finish -> introspect. NULL when out of memory. This is where
- * a new stage (a shared L2 between l1 and finish, a circuit breaker above introspect) is added. */
+/* The daemon's chain: l1 (store) -> [l2 with cache-redis-url] -> finish -> introspect. NULL when
+ * out of memory. This is where a new stage (a shared L2 between l1 and finish, a circuit breaker
+ * above introspect) is added. */
 struct pipeline *agent_build_pipeline(struct agent *a);
 
 /* Serves an accepted SPOP socket (the listener's callback; tests use it with socketpairs). Takes

@@ -616,6 +616,11 @@ void cache_resolve_id(struct cache *c, const struct cache_key *k, struct token_i
     token_unref(ti);
 }
 
+int64_t cache_ttl_ms(const struct cache *c, const struct token_info *ti)
+{
+    return ttl_ms(c, ti, now_ms(c));
+}
+
 void cache_get_stats(const struct cache *c, struct cache_stats *st)
 {
     *st = c->st;

@@ -84,6 +84,10 @@ bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waite
  * NULL. A resolve for a key with no flight still stores ti (replacing any entry for k). */
 void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti);
 
+/* How long cache_resolve() would keep ti from now, in ms (<= 0: not stored). The shared L2 tier
+ * gives its copy the same lifetime. */
+int64_t cache_ttl_ms(const struct cache *c, const struct token_info *ti);
+
 void cache_get_stats(const struct cache *c, struct cache_stats *st);
 
 /* ---- purge (issue 14) ----

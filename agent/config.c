@@ -36,6 +36,9 @@ void config_free(struct config *c)
     }
     secret_free(&c->client_secret);
     secret_free(&c->admin_token);
+    secret_free(&c->cache_redis_password);
+    secret_free(&c->fleet_key);
+    c->fleet_key_len = 0;
     free(c->config_file);
     c->config_file = NULL;
 }

@@ -14,6 +14,7 @@
 #include "cache.h"
 #include "introspect.h"
 #include "log.h"
+#include "redis_url.h"
 
 #define CONFIG_ERR_LEN 512
 
@@ -45,6 +46,17 @@ struct config {
 
     /* cache */
     struct cache_config cache;
+
+    /* shared cache (L2, Redis); every option restart-only */
+    char *cache_redis_url;    /* NULL: no shared cache */
+    struct redis_url redis;   /* cache_redis_url parsed by config_finalize() */
+    char *cache_redis_prefix; /* prepended to every key */
+    char *cache_redis_password_file;
+    char *cache_redis_password; /* loaded by config_finalize(); NULL: no AUTH */
+    unsigned cache_redis_timeout_ms;
+    char *fleet_key_file;
+    char *fleet_key; /* loaded by config_finalize(); keys L1 too when set */
+    size_t fleet_key_len;
 
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */

@@ -14,11 +14,15 @@
 #include "addr.h"
 #include "config_internal.h"
 #include "jwks.h"
+#include "l2_codec.h"
 #include "secret_file.h"
 
 static const struct secret_spec client_secret_spec = {.what = "client secret"};
 /* A new kind of secret: strict from the start (nobody relies on a looser mode yet). */
 static const struct secret_spec admin_token_spec = {.what = "admin token", .strict = true};
+static const struct secret_spec fleet_key_spec = {
+    .what = "fleet key", .max = L2_FLEET_KEY_MAX, .strict = true};
+static const struct secret_spec redis_password_spec = {.what = "Redis password", .strict = true};
 
 static int secret_from_env(const char *v, char **out, char *err, size_t errlen)
 {
@@ -142,6 +146,60 @@ static int check_addresses(const struct config *c, char *err, size_t errlen)
     return 0;
 }
 
+static int fleet_key(struct config *c, char *err, size_t errlen)
+{
+    secret_free(&c->fleet_key);
+    c->fleet_key_len = 0;
+    if (!c->fleet_key_file)
+        return 0;
+    if (secret_file_read(c->fleet_key_file, &fleet_key_spec, &c->fleet_key, &c->fleet_key_len, err,
+                         errlen) < 0)
+        return -1;
+    if (c->fleet_key_len < L2_FLEET_KEY_MIN)
+        return config_fail(err, errlen,
+                           "fleet key file '%s' is too short: at least %d bytes (e.g. the output "
+                           "of 'openssl rand -base64 48')",
+                           c->fleet_key_file, L2_FLEET_KEY_MIN);
+    return 0;
+}
+
+/* The shared cache: a URL the client accepts, a host that resolves (as the client will resolve
+ * it when the agent starts), the fleet key, the password, a timeout that leaves the identity
+ * server its time. */
+static int check_redis(struct config *c, char *err, size_t errlen)
+{
+    secret_free(&c->cache_redis_password);
+    if (!c->cache_redis_url)
+        return 0;
+    char why[CONFIG_ERR_LEN];
+    if (redis_url_parse(c->cache_redis_url, &c->redis, why, sizeof(why)) < 0)
+        return config_fail(err, errlen, "%s", why);
+    if (!c->fleet_key)
+        return config_fail(err, errlen,
+                           "cache-redis-url needs fleet-key-file: the key every agent of the fleet "
+                           "shares, which keys and encrypts what goes to Redis");
+    if (!c->cache_redis_prefix || strlen(c->cache_redis_prefix) > 200)
+        return config_fail(err, errlen, "cache-redis-prefix is longer than 200 bytes");
+    if (c->cache_redis_timeout_ms >= c->introspection_timeout_ms)
+        return config_fail(err, errlen,
+                           "cache-redis-timeout must be shorter than introspection-timeout (a "
+                           "slow Redis must leave the identity server its time)");
+    if (c->cache_redis_password_file &&
+        secret_file_read(c->cache_redis_password_file, &redis_password_spec,
+                         &c->cache_redis_password, NULL, err, errlen) < 0)
+        return -1;
+    if (c->redis.unix_socket)
+        return 0;
+    struct addr a = {.kind = ADDR_TCP};
+    snprintf(a.host, sizeof(a.host), "%s", c->redis.host);
+    snprintf(a.port, sizeof(a.port), "%d", c->redis.port);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (addr_resolve(&a, &ss, &len, why, sizeof(why)) < 0)
+        return config_fail(err, errlen, "cache-redis-url: %s", why);
+    return 0;
+}
+
 static void warn_risky(const struct config *c)
 {
     if (c->admin_token_file && !c->http_listen)
@@ -178,7 +236,8 @@ static int check_logout(const struct config *c, char *err, size_t errlen)
 int config_finalize(struct config *c, char *err, size_t errlen)
 {
     if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
-        admin_token(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
+        admin_token(c, err, errlen) < 0 || fleet_key(c, err, errlen) < 0 ||
+        check_redis(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
         check_client_auth(c, err, errlen) < 0 || check_logout(c, err, errlen) < 0)
         return -1;
     warn_risky(c);

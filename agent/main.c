@@ -12,12 +12,15 @@
 #include <ev.h>
 #include <jansson.h>
 
+#include <openssl/crypto.h>
+
 #include "agent.h"
 #include "cache.h"
 #include "clock.h"
 #include "config.h"
 #include "http_router.h"
 #include "http_server.h"
+#include "l2_codec.h"
 #include "log.h"
 #include "purge_apply.h"
 #include "revoke.h"
@@ -284,6 +287,19 @@ static int start_http(struct daemon *d, struct ev_loop *loop)
     return 0;
 }
 
+/* With a fleet key, L1 is keyed like the shared cache, so one HMAC per request serves both. */
+static struct cache *new_cache(const struct config *cfg)
+{
+    if (!cfg->fleet_key)
+        return cache_new(&cfg->cache, clock_ms, NULL, NULL, 0);
+    uint8_t key[L2_KEY_LEN];
+    if (l2_entry_hmac_key_of((const uint8_t *)cfg->fleet_key, cfg->fleet_key_len, key) < 0)
+        return NULL;
+    struct cache *c = cache_new(&cfg->cache, clock_ms, NULL, key, sizeof(key));
+    OPENSSL_cleanse(key, sizeof(key));
+    return c;
+}
+
 static int run(struct daemon *d)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
@@ -291,7 +307,7 @@ static int run(struct daemon *d)
         log_error("cannot create the event loop");
         return 1;
     }
-    d->cache = cache_new(&d->cfg->cache, clock_ms, NULL, NULL, 0);
+    d->cache = new_cache(d->cfg);
     if (!d->cache) {
         log_error("cannot create the cache");
         return 1;

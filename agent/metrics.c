@@ -7,10 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "l2_codec.h"
 #include "token.h"
 
 const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS] = {
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+const double metrics_l2_latency_bounds[METRICS_L2_LATENCY_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1};
+static const char *const l2_names[ML2__COUNT] = {"hit",     "miss",  "invalid",
+                                                 "timeout", "error", "skipped"};
 
 static const int status_codes[MST__COUNT] = {200, 400, 401, 403, 500, 502, 503};
 static const char *const idp_names[MIDP__COUNT] = {"active", "inactive", "error", "unavailable",
@@ -40,6 +46,37 @@ void metrics_observe_idp(struct metrics *m, int outcome, double latency_ms)
     }
     m->idp_latency_sum_s += s;
     m->idp_latency_count++;
+}
+
+void metrics_observe_l2(struct metrics *m, enum metrics_l2 result, double latency_ms)
+{
+    if ((unsigned)result < ML2__COUNT)
+        m->l2_lookups[result]++;
+    if (latency_ms < 0)
+        return;
+    double s = latency_ms / 1000.0;
+    for (int i = 0; i < METRICS_L2_LATENCY_BUCKETS; i++) {
+        if (s <= metrics_l2_latency_bounds[i]) {
+            m->l2_latency_buckets[i]++;
+            break;
+        }
+    }
+    m->l2_latency_sum_s += s;
+    m->l2_latency_count++;
+}
+
+void metrics_count_l2_invalid(struct metrics *m, int reason)
+{
+    if (reason >= 0 && reason < METRICS_L2_REASONS)
+        m->l2_invalid[reason]++;
+}
+
+void metrics_count_l2_write(struct metrics *m, bool ok)
+{
+    if (ok)
+        m->l2_writes++;
+    else
+        m->l2_write_errors++;
 }
 
 /* A growing output buffer; on ENOMEM it stops growing and render returns NULL. */
@@ -156,6 +193,45 @@ static void render_spop(struct sbuf *b, const struct metrics *const *w, size_t n
     out(b, "phantom_ack_too_big_total %lu\n", (unsigned long)SUM(ack_too_big));
 }
 
+static void render_l2(struct sbuf *b, const struct metrics *const *w, size_t n)
+{
+    bool enabled = false, up = false;
+    for (size_t i = 0; i < n; i++) {
+        enabled |= w[i]->l2_enabled;
+        up |= w[i]->l2_up;
+    }
+    if (!enabled)
+        return;
+    header(b, "phantom_l2_up", "gauge", "1 when the shared cache (Redis) is connected.");
+    out(b, "phantom_l2_up %d\n", up ? 1 : 0);
+    header(b, "phantom_l2_lookups_total", "counter", "Shared cache lookups by result.");
+    for (int r = 0; r < ML2__COUNT; r++)
+        out(b, "phantom_l2_lookups_total{result=\"%s\"} %lu\n", l2_names[r],
+            (unsigned long)SUM(l2_lookups[r]));
+    header(b, "phantom_l2_invalid_total", "counter",
+           "Shared cache entries refused (treated as misses) by reason.");
+    for (int r = 1; r < L2_STATUS_COUNT; r++)
+        out(b, "phantom_l2_invalid_total{reason=\"%s\"} %lu\n", l2_status_name(r),
+            (unsigned long)SUM(l2_invalid[r]));
+    header(b, "phantom_l2_latency_seconds", "histogram", "Shared cache GET latency.");
+    uint64_t cum = 0;
+    double sum = 0;
+    for (int i = 0; i < METRICS_L2_LATENCY_BUCKETS; i++) {
+        cum += SUM(l2_latency_buckets[i]);
+        out(b, "phantom_l2_latency_seconds_bucket{le=\"%g\"} %lu\n", metrics_l2_latency_bounds[i],
+            (unsigned long)cum);
+    }
+    for (size_t i = 0; i < n; i++)
+        sum += w[i]->l2_latency_sum_s;
+    out(b, "phantom_l2_latency_seconds_bucket{le=\"+Inf\"} %lu\n",
+        (unsigned long)SUM(l2_latency_count));
+    out(b, "phantom_l2_latency_seconds_sum %.6f\n", sum);
+    out(b, "phantom_l2_latency_seconds_count %lu\n", (unsigned long)SUM(l2_latency_count));
+    header(b, "phantom_l2_writes_total", "counter", "Shared cache writes by result.");
+    out(b, "phantom_l2_writes_total{result=\"ok\"} %lu\n", (unsigned long)SUM(l2_writes));
+    out(b, "phantom_l2_writes_total{result=\"failed\"} %lu\n", (unsigned long)SUM(l2_write_errors));
+}
+
 char *metrics_render(const struct metrics *const *w, size_t n, const struct cache_stats *cs,
                      unsigned inflight)
 {
@@ -167,6 +243,7 @@ char *metrics_render(const struct metrics *const *w, size_t n, const struct cach
     render_idp(&b, w, n, inflight);
     render_cache(&b, cs);
     render_spop(&b, w, n);
+    render_l2(&b, w, n);
     if (b.failed) {
         free(b.p);
         return NULL;

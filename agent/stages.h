@@ -14,6 +14,16 @@
  * wakes every request waiting for the token. cache is borrowed. */
 int stage_l1_add(struct pipeline *p, struct cache *cache);
 
+/* "l2": the cache the fleet shares, in Redis (stage_l2.c), between l1 and finish. Going down, a
+ * GET bounded by the client's command timeout: a usable entry answers, anything else passes on.
+ * Going up, shareable answers are written with the lifetime cache_ttl_ms() gives them. All
+ * borrowed; the cache must be keyed with the fleet's entry key (checked: -1 otherwise), and rc
+ * must be freed before the stage below it (its pending GETs then pass their flights on). */
+struct redis_client;
+struct l2_codec;
+int stage_l2_add(struct pipeline *p, struct redis_client *rc, const struct l2_codec *codec,
+                 const char *prefix, struct cache *cache, struct metrics *m);
+
 /* "finish": turns the classified answer into what the API receives. Today a pass-through (the
  * IdP's JWT is forwarded); minting a gateway JWT replaces it (issue 11). */
 int stage_finish_add(struct pipeline *p);

@@ -5,8 +5,8 @@
 set -euo pipefail
 
 build=(build-essential cmake pkg-config libev-dev libcurl4-openssl-dev libjansson-dev libssl-dev
-       libmicrohttpd-dev)
-test=("${build[@]}" libcmocka-dev haproxy python3 curl openssl)
+       libmicrohttpd-dev libhiredis-dev libmsgpack-dev)
+test=("${build[@]}" libcmocka-dev haproxy python3 curl openssl redis-server)
 demo=("${build[@]}" haproxy python3 curl)
 rpm=("${build[@]}" rpm systemd)
 bench=("${test[@]}" wrk valgrind)
