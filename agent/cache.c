@@ -98,7 +98,19 @@ struct cache {
     struct cache_stats st;
     struct cidx *idx;   /* by sub, client_id, sid, token id */
     uint64_t purge_gen; /* incremented by every purge */
+    /* Recent purges, for answers from tiers a purge cannot reach (see cache.h). A ring: the
+     * oldest is overwritten, after setting refuse_all_until to its expiry (fail closed). */
+    struct tombstone {
+        int kind;      /* enum cache_by, or TOMB_KEY */
+        uint64_t hash; /* of the value (the key for TOMB_KEY) */
+        int64_t until_ms;
+    } tombs[CACHE_TOMBSTONES];
+    size_t ntombs, tomb_next;
+    int64_t refuse_all_until;
+    uint8_t tomb_key[16];
 };
+
+#define TOMB_KEY CACHE_BY_KINDS
 
 size_t cache_entry_overhead(void)
 {
@@ -447,6 +459,10 @@ struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, vo
     c->nbuckets = buckets_for(cfg);
     c->buckets = pta_calloc(c->nbuckets, sizeof(*c->buckets));
     c->idx = cidx_new(CACHE_BY_KINDS, c->nbuckets, index_value, NULL, NULL);
+    if (c->idx && RAND_bytes(c->tomb_key, sizeof(c->tomb_key)) != 1) {
+        cidx_free(c->idx);
+        c->idx = NULL;
+    }
     if (!c->buckets || !c->idx || key_setup(c, hmac_key, hmac_key_len) != 0 || mac_init(c) != 0) {
         cache_free(c);
         return NULL;
@@ -637,6 +653,67 @@ void cache_visit_memory(const struct cache *c, cache_memory_fn fn, void *ud)
 
 /* ---- purge ---- */
 
+/* ---- tombstones ---- */
+
+static int64_t tomb_window_ms(const struct cache *c)
+{
+    uint32_t ttl = c->cfg.max_ttl > c->cfg.negative_ttl ? c->cfg.max_ttl : c->cfg.negative_ttl;
+    return (int64_t)ttl * MS_PER_S + MS_PER_S; /* one second more for clock steps */
+}
+
+static uint64_t tomb_hash(const struct cache *c, int kind, const void *v, size_t len)
+{
+    return cidx_siphash(c->tomb_key, v, len) ^ (uint64_t)kind;
+}
+
+static void tomb_add(struct cache *c, int kind, const void *v, size_t len)
+{
+    int64_t now = now_ms(c), until = now + tomb_window_ms(c);
+    if (kind < 0) { /* a purge of all */
+        c->refuse_all_until = until;
+        return;
+    }
+    struct tombstone *t = &c->tombs[c->tomb_next];
+    if (c->ntombs == CACHE_TOMBSTONES && t->until_ms > now && t->until_ms > c->refuse_all_until)
+        c->refuse_all_until = t->until_ms; /* forgetting a live one: refuse everything instead */
+    t->kind = kind;
+    t->hash = tomb_hash(c, kind, v, len);
+    t->until_ms = until;
+    c->tomb_next = (c->tomb_next + 1) % CACHE_TOMBSTONES;
+    if (c->ntombs < CACHE_TOMBSTONES)
+        c->ntombs++;
+}
+
+static bool tomb_match(const struct cache *c, int64_t now, int kind, const void *v, size_t len)
+{
+    uint64_t h = tomb_hash(c, kind, v, len);
+    for (size_t i = 0; i < c->ntombs; i++)
+        if (c->tombs[i].until_ms > now && c->tombs[i].kind == kind && c->tombs[i].hash == h)
+            return true;
+    return false;
+}
+
+static bool tomb_match_str(const struct cache *c, int64_t now, int kind, const char *v)
+{
+    return v && *v && tomb_match(c, now, kind, v, strlen(v));
+}
+
+bool cache_purged_since_write(struct cache *c, const struct cache_key *k,
+                              const uint8_t id[CACHE_TOKEN_ID_LEN], const struct token_info *ti)
+{
+    int64_t now = now_ms(c);
+    const struct token_claims *cl = &ti->claims;
+    if (now < c->refuse_all_until)
+        return true;
+    if (c->ntombs == 0)
+        return false;
+    return tomb_match(c, now, TOMB_KEY, k->b, CACHE_KEY_LEN) ||
+           (id && tomb_match(c, now, CACHE_BY_TOKEN_ID, id, CACHE_TOKEN_ID_LEN)) ||
+           tomb_match_str(c, now, CACHE_BY_SUB, cl->sub) ||
+           tomb_match_str(c, now, CACHE_BY_CLIENT_ID, cl->client_id) ||
+           tomb_match_str(c, now, CACHE_BY_SID, cl->sid);
+}
+
 static void purge_begin(struct cache *c)
 {
     c->purge_gen++; /* flights in progress will not store their answer */
@@ -652,6 +729,7 @@ size_t cache_purge_key(struct cache *c, const struct cache_key *k)
 {
     struct cache_node *n = *table_slot(c, k);
     purge_begin(c);
+    tomb_add(c, TOMB_KEY, k->b, CACHE_KEY_LEN);
     if (!n || !n->ti)
         return 0; /* nothing stored, or a flight (which now will not store) */
     entry_drop(c, n);
@@ -663,6 +741,7 @@ size_t cache_purge_by(struct cache *c, enum cache_by by, const void *value, size
     size_t n = 0;
     struct cidx_link *l;
     purge_begin(c);
+    tomb_add(c, (int)by, value, len);
     while ((l = cidx_first(c->idx, (unsigned)by, value, len)) != NULL) {
         entry_drop(c, node_of_idx(l));
         n++;
@@ -674,6 +753,7 @@ size_t cache_purge_all(struct cache *c)
 {
     size_t n = 0;
     purge_begin(c);
+    tomb_add(c, -1, NULL, 0);
     while (!list_empty(&c->lru)) {
         entry_drop(c, node_of_lru(c->lru.next));
         n++;

@@ -270,6 +270,49 @@ static void test_evicted_entries_leave_index(void **state)
     cache_free(c);
 }
 
+/* What another tier (L2) answers after a purge: refused while it may predate the purge. */
+static void test_tombstones(void **state)
+{
+    struct cache *c = new_cache(); /* max_ttl 300 s */
+    struct cache_key ka = key(c, "t-a"), kb = key(c, "t-b");
+    struct token_info *alice = active("alice", "web", "s1"), *bob = active("bob", "cli", "s2");
+    uint8_t id[CACHE_TOKEN_ID_LEN];
+    id_of(9, id);
+    assert_false(cache_purged_since_write(c, &ka, NULL, alice));
+    assert_int_equal(purge_str(c, CACHE_BY_SUB, "alice"), 0);
+    assert_true(cache_purged_since_write(c, &ka, NULL, alice));
+    assert_false(cache_purged_since_write(c, &ka, NULL, bob));
+    assert_int_equal(purge_str(c, CACHE_BY_SID, "s2"), 0);
+    assert_true(cache_purged_since_write(c, &kb, NULL, bob));
+    assert_int_equal(cache_purge_key(c, &kb), 0);
+    struct token_info *carol = active("carol", "svc", "s3");
+    assert_true(cache_purged_since_write(c, &kb, NULL, carol)); /* by key */
+    assert_false(cache_purged_since_write(c, &ka, NULL, carol));
+    assert_int_equal(cache_purge_by(c, CACHE_BY_TOKEN_ID, id, sizeof(id)), 0);
+    assert_true(cache_purged_since_write(c, &ka, id, carol));
+    assert_false(cache_purged_since_write(c, &ka, NULL, carol));
+    /* Past max_ttl nothing written before the purge can be alive: the tombstones are gone. */
+    now_ms += 302 * 1000;
+    assert_false(cache_purged_since_write(c, &ka, NULL, alice));
+    assert_false(cache_purged_since_write(c, &kb, NULL, carol));
+    /* A purge of all refuses everything for the window. */
+    cache_purge_all(c);
+    assert_true(cache_purged_since_write(c, &ka, NULL, carol));
+    now_ms += 302 * 1000;
+    assert_false(cache_purged_since_write(c, &ka, NULL, carol));
+    /* More live purges than tombstones: refuse everything rather than forget one. */
+    char v[32];
+    for (int i = 0; i <= CACHE_TOMBSTONES; i++) {
+        int n = snprintf(v, sizeof(v), "user-%d", i);
+        cache_purge_by(c, CACHE_BY_SUB, v, (size_t)n);
+    }
+    assert_true(cache_purged_since_write(c, &ka, NULL, carol));
+    token_unref(alice);
+    token_unref(bob);
+    token_unref(carol);
+    cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -279,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_list_by),
         cmocka_unit_test(test_negative_entries),
         cmocka_unit_test(test_evicted_entries_leave_index),
+        cmocka_unit_test(test_tombstones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
