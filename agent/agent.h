@@ -31,6 +31,9 @@ struct agent {
     struct pipeline *pipeline; /* owned: what a cache miss goes through */
     struct redis_client *l2;   /* owned; NULL without cache-redis-url */
     struct l2_codec *l2_codec; /* owned; with l2 */
+    /* Told when l2's subscriber connection goes up or down (the fleet purge broadcast). */
+    void (*l2_subscriber_state)(void *ud, bool up);
+    void *l2_subscriber_ud;
     struct listener *listener; /* NULL with agent_init_with() */
     struct list sessions;      /* one per SPOP connection (struct session in agent.c) */
     struct conn_flusher flusher;

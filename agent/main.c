@@ -21,6 +21,7 @@
 #include "http_router.h"
 #include "http_server.h"
 #include "l2_codec.h"
+#include "fleet.h"
 #include "log.h"
 #include "purge_apply.h"
 #include "revoke.h"
@@ -34,6 +35,7 @@ struct daemon {
     struct agent agent;
     struct http_server *http;
     struct revoke *revoke; /* /admin/purge, /admin/cache, /backchannel-logout */
+    struct fleet *fleet;   /* purges broadcast over the shared cache's Redis; NULL without it */
     ev_tstamp started;     /* loop time at start, for /admin/status */
     ev_signal sigterm, sigint, sighup;
     ev_timer drain_deadline;
@@ -214,7 +216,32 @@ static void rv_token_key(void *ud, const char *token, size_t len, uint8_t out[PU
 static size_t rv_purge(void *ud, const struct purge_selector *sel)
 {
     struct daemon *d = ud;
-    return purge_apply(d->cache, sel);
+    size_t n = purge_apply(d->cache, sel); /* L1, its flights, and tombstones against L2 hits */
+    if (d->fleet)
+        fleet_publish(d->fleet, sel); /* the other agents; DEL of a token's L2 entry */
+    return n;
+}
+
+static void on_fleet_state(void *ud, bool up)
+{
+    fleet_subscriber_state(ud, up);
+}
+
+/* With the shared cache, purges go to the whole fleet over its Redis. */
+static int start_fleet(struct daemon *d)
+{
+    char err[256];
+    if (!d->agent.l2)
+        return 0;
+    d->fleet = fleet_new(d->agent.l2, d->agent.l2_codec, d->cfg->cache_redis_prefix, d->cache, err,
+                         sizeof(err));
+    if (!d->fleet) {
+        log_error("fleet purges: %s", err);
+        return -1;
+    }
+    d->agent.l2_subscriber_state = on_fleet_state;
+    d->agent.l2_subscriber_ud = d->fleet;
+    return 0;
 }
 
 static size_t rv_list(void *ud, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
@@ -316,10 +343,11 @@ static int run(struct daemon *d)
         cache_free(d->cache);
         return 1;
     }
-    if (start_revoke(d, loop) < 0 || start_http(d, loop) < 0) {
+    if (start_fleet(d) < 0 || start_revoke(d, loop) < 0 || start_http(d, loop) < 0) {
         http_server_stop(d->http);
         revoke_free(d->revoke);
         agent_fini(&d->agent);
+        fleet_free(d->fleet); /* after the Redis client, which may still call it */
         cache_free(d->cache);
         return 1;
     }
@@ -331,6 +359,7 @@ static int run(struct daemon *d)
     http_server_stop(d->http);
     revoke_free(d->revoke);
     agent_fini(&d->agent);
+    fleet_free(d->fleet);
     cache_free(d->cache);
     log_info("stopped");
     return 0;
