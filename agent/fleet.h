@@ -40,5 +40,7 @@ void fleet_publish(struct fleet *f, const struct purge_selector *sel);
 /* The subscriber connection went up or down (redis_client_ops.state). */
 void fleet_subscriber_state(struct fleet *f, bool up);
 void fleet_get_stats(const struct fleet *f, struct fleet_stats *st);
+/* Prometheus text for /metrics (malloc'd; NULL on ENOMEM). */
+char *fleet_metrics_text(const struct fleet *f);
 
 #endif

@@ -158,6 +158,25 @@ static void serve_healthz(void *ud, const struct http_request *req, struct http_
                        strdup(d->agent.draining ? "draining\n" : "ok\n"));
 }
 
+/* text followed by more (both malloc'd, more is freed); NULL when either is (the answer is then a
+ * 500 rather than metrics with a part silently missing). */
+static char *append_text(char *text, char *more)
+{
+    if (!text || !more) {
+        free(text);
+        free(more);
+        return NULL;
+    }
+    size_t a = strlen(text), b = strlen(more);
+    char *all = realloc(text, a + b + 1);
+    if (all)
+        memcpy(all + a, more, b + 1);
+    else
+        free(text);
+    free(more);
+    return all;
+}
+
 static void serve_metrics(void *ud, const struct http_request *req, struct http_response *resp)
 {
     struct daemon *d = ud;
@@ -165,17 +184,10 @@ static void serve_metrics(void *ud, const struct http_request *req, struct http_
     struct cache_stats cs;
     cache_get_stats(d->cache, &cs);
     char *text = metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp));
-    char *more = d->revoke ? revoke_metrics_text(d->revoke) : NULL;
-    if (text && more) { /* the revocation counters follow the worker's */
-        size_t a = strlen(text), b = strlen(more);
-        char *all = realloc(text, a + b + 1);
-        if (all)
-            memcpy(all + a, more, b + 1);
-        else
-            free(text);
-        text = all;
-    }
-    free(more);
+    if (d->revoke)
+        text = append_text(text, revoke_metrics_text(d->revoke));
+    if (d->fleet)
+        text = append_text(text, fleet_metrics_text(d->fleet));
     http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text);
 }
 
