@@ -130,6 +130,8 @@ static void answer(struct agent *a, struct conn *c, uint64_t sid, uint64_t fid,
     decide(in, &d);
     send_ack(a, c, sid, fid, &d);
     a->metrics.ack_total++;
+    if (in->ti && in->ti->stale)
+        a->metrics.stale_served++;
     metrics_count_decision(&a->metrics, d.status);
     access_log(a, &d, token_id, idp_ms);
     decision_clear(&d);
@@ -471,10 +473,14 @@ struct pipeline *agent_build_pipeline(struct agent *a)
     struct pipeline *p = pipeline_new();
     if (!p)
         return NULL;
-    if (stage_l1_add(p, a->cache) < 0 ||
+    /* stale sits above l2, so that l2 sees an IdP failure (and stores nothing) before stale swaps
+     * in the expired entry, and l1 never stores the stale copy either. */
+    if (stage_l1_add(p, a->cache) < 0 || stage_stale_add(p, a->cache) < 0 ||
         (a->l2 && stage_l2_add(p, a->l2, a->l2_codec, a->cfg->cache_redis_prefix, a->cache,
                                &a->metrics) < 0) ||
-        stage_finish_add(p) < 0 || stage_introspect_add(p, a->idp, &a->metrics) < 0) {
+        stage_finish_add(p) < 0 || stage_admission_add(p, &a->admission, &a->metrics) < 0 ||
+        (a->breaker && stage_breaker_add(p, a->breaker, &a->breaker_set) < 0) ||
+        stage_introspect_add(p, a->idp, &a->metrics) < 0) {
         pipeline_free(p);
         return NULL;
     }
@@ -509,6 +515,40 @@ int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *
         return -1;
     }
     return 0;
+}
+
+/* The breaker's transitions, logged once each. */
+static void on_breaker_transition(void *ud, const char *name, enum breaker_state from,
+                                  enum breaker_state to, const char *why)
+{
+    const struct agent *a = ud;
+    if (to == BREAKER_OPEN)
+        log_warn("circuit breaker for %s: %s -> open (%s); misses are answered %u without "
+                 "calling the IdP for %u ms",
+                 name, breaker_state_name(from), why, a->breaker_set.failure_status,
+                 a->cfg->breaker.open_ms);
+    else
+        log_info("circuit breaker for %s: %s -> %s (%s)", name, breaker_state_name(from),
+                 breaker_state_name(to), why);
+}
+
+/* The breaker's name in logs: the endpoint's host[:port] (never a path or query). */
+static void endpoint_name(const char *url, char *out, size_t cap)
+{
+    const char *h = url ? strstr(url, "://") : NULL;
+    h = h ? h + 3 : "-";
+    size_t n = strcspn(h, "/?#");
+    log_printable(h, n, out, cap);
+}
+
+static struct breaker *new_breaker(struct agent *a, const struct config *cfg)
+{
+    char name[128];
+    endpoint_name(cfg->introspection_url, name, sizeof(name));
+    struct breaker *b = breaker_new(&cfg->breaker, name, clock_ms, NULL);
+    if (b)
+        breaker_on_transition(b, on_breaker_transition, a);
+    return b;
 }
 
 static void on_l2_state(void *ud, bool subscriber, bool up)
@@ -553,8 +593,13 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
     config_introspect(cfg, &ic);
     agent_setup(a, loop, cfg, cache);
     a->idp = introspector_new(loop, &ic);
-    if (a->idp && l2_start(a, cfg) == 0)
-        a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics */
+    a->breaker = new_breaker(a, cfg);
+    a->breaker_set.failure_status = cfg->breaker_failure_answer;
+    a->metrics.breaker = a->breaker;
+    ratelimit_init(&a->admission, cfg->max_introspection_rate, 0, clock_ms(NULL));
+    if (a->idp && a->breaker && l2_start(a, cfg) == 0)
+        a->pipeline = agent_build_pipeline(a); /* its stages borrow a->idp, a->cache, a->metrics,
+                                                * a->breaker */
     if (!a->pipeline) {
         agent_fini(a);
         return -1;
@@ -575,6 +620,10 @@ int agent_reconfigure(struct agent *a, const struct config *cfg)
     config_introspect(cfg, &ic);
     if (a->idp && introspector_reconfigure(a->idp, &ic) < 0)
         return -1;
+    if (a->breaker)
+        breaker_reconfigure(a->breaker, &cfg->breaker);
+    a->breaker_set.failure_status = cfg->breaker_failure_answer;
+    ratelimit_set(&a->admission, cfg->max_introspection_rate, 0, clock_ms(NULL));
     settings_from(a, cfg);
     return 0;
 }
@@ -609,6 +658,8 @@ void agent_fini(struct agent *a)
     if (a->idp)
         introspector_free(a->idp); /* resolves the flights left; nobody waits on them now */
     pipeline_free(a->pipeline);
+    breaker_free(a->breaker);
+    a->breaker = NULL;
     l2_codec_free(a->l2_codec);
     a->l2 = NULL;
     a->l2_codec = NULL;

@@ -10,6 +10,7 @@
 
 #include <ev.h>
 
+#include "breaker.h"
 #include "cache.h"
 #include "config.h"
 #include "conn.h"
@@ -17,6 +18,7 @@
 #include "list.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "stages.h"
 
 struct l2_codec;
 struct listener;
@@ -29,8 +31,11 @@ struct agent {
     struct cache *cache;       /* shared, not owned */
     struct introspector *idp;  /* owned; NULL with agent_init_with() */
     struct pipeline *pipeline; /* owned: what a cache miss goes through */
-    struct redis_client *l2;   /* owned; NULL without cache-redis-url */
-    struct l2_codec *l2_codec; /* owned; with l2 */
+    struct breaker *breaker;   /* owned: the IdP endpoint's circuit breaker; NULL with _with() */
+    struct breaker_settings breaker_set; /* what the breaker stage answers (reloadable) */
+    struct ratelimit admission;          /* max-introspection-rate (rate 0: off) */
+    struct redis_client *l2;             /* owned; NULL without cache-redis-url */
+    struct l2_codec *l2_codec;           /* owned; with l2 */
     /* Told when l2's subscriber connection goes up or down (the fleet purge broadcast). */
     void (*l2_subscriber_state)(void *ud, bool up);
     void *l2_subscriber_ud;
@@ -54,9 +59,9 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg,
  * introspector, no listener: hand it sockets with agent_adopt(). */
 int agent_init_with(struct agent *a, struct ev_loop *loop, const struct config *cfg,
                     struct cache *cache, struct pipeline *p);
-/* The daemon's chain: l1 (store) -> [l2 with cache-redis-url] -> finish -> introspect. NULL when
- * out of memory. This is where a new stage (a shared L2 between l1 and finish, a circuit breaker
- * above introspect) is added. */
+/* The daemon's chain: l1 (store) -> stale -> [l2 with cache-redis-url] -> finish -> admission ->
+ * breaker -> introspect (breaker only when a->breaker is set). NULL when out of memory. This is
+ * where a new stage is added. */
 struct pipeline *agent_build_pipeline(struct agent *a);
 
 /* Serves an accepted SPOP socket (the listener's callback; tests use it with socketpairs). Takes

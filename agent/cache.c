@@ -62,14 +62,15 @@ struct cache_node {
         struct list lru; /* entry: position in the LRU list */
         struct {
             struct cache_waiter *head, *tail; /* flight: FIFO of waiters */
-            uint64_t purge_gen;               /* flight: c->purge_gen when it started */
+            struct token_info *stale; /* flight: the expired entry kept for stale-if-error */
+            uint64_t purge_gen;       /* flight: c->purge_gen when it started */
         } wq;
     } u;
-    struct token_info *ti;                /* entry: the cache's reference; NULL for a flight */
-    int64_t expires_ms;                   /* entry: gone when the clock reaches it */
-    size_t cost;                          /* entry: bytes counted in c->bytes */
+    struct token_info *ti; /* entry: the cache's reference; NULL for a flight */
+    int64_t expires_ms;    /* entry: gone when the clock reaches it; flight: the stale one's */
+    size_t cost;           /* entry: bytes counted in c->bytes */
     struct cidx_link idx[CACHE_BY_KINDS]; /* entry: its place in the secondary indexes */
-    uint8_t token_id[CACHE_TOKEN_ID_LEN];
+    uint8_t token_id[CACHE_TOKEN_ID_LEN]; /* entry, and a flight's stale one */
     bool has_id;
 };
 
@@ -182,8 +183,8 @@ static int64_t exp_deadline_ms(int64_t exp, uint32_t skew)
 static int64_t ttl_ms(const struct cache *c, const struct token_info *ti, int64_t now)
 {
     int64_t ttl;
-    if (c->cfg.honour_no_store && ti->no_store)
-        return 0;
+    if (ti->stale || (c->cfg.honour_no_store && ti->no_store))
+        return 0; /* a stale copy must never look fresh */
     if (ti->outcome == TOKEN_INACTIVE)
         return (int64_t)c->cfg.negative_ttl * MS_PER_S;
     if (ti->outcome != TOKEN_ACTIVE)
@@ -472,6 +473,7 @@ struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, vo
 
 static void flight_free(struct cache_node *f)
 {
+    token_unref(f->u.wq.stale);
     free(f); /* waiters belong to their callers and are not called */
 }
 
@@ -551,6 +553,61 @@ static enum cache_lookup entry_hit(struct cache *c, struct cache_node *n, struct
     return CACHE_HIT;
 }
 
+/* ---- stale-if-error ---- */
+
+static bool within_grace(const struct cache *c, const struct token_info *ti, int64_t expired_at,
+                         int64_t now)
+{
+    if (c->cfg.stale_grace == 0 || !ti || ti->outcome != TOKEN_ACTIVE || ti->stale)
+        return false;
+    if (now - expired_at >= (int64_t)c->cfg.stale_grace * MS_PER_S)
+        return false;
+    return !ti->claims.has_exp || exp_deadline_ms(ti->claims.exp, 0) > now;
+}
+
+/* The expired entry n becomes the flight for its key, keeping its token_info as the stale one:
+ * the same node, so the table slot stays valid. It leaves the LRU and the budget meanwhile. */
+static enum cache_lookup flight_from_stale(struct cache *c, struct cache_node *n,
+                                           struct cache_waiter *w)
+{
+    struct token_info *old = n->ti;
+    cidx_remove(c->idx, n->idx); /* a flight: no purge may find it as an entry */
+    list_del(&n->u.lru);
+    c->st.entries--;
+    c->st.bytes -= n->cost;
+    n->ti = NULL;
+    n->cost = 0;
+    n->u.wq.head = n->u.wq.tail = NULL;
+    n->u.wq.stale = old;
+    n->u.wq.purge_gen = c->purge_gen;
+    waiter_append(n, w);
+    c->st.misses++;
+    c->st.flights++;
+    return CACHE_LEAD;
+}
+
+struct token_info *cache_stale(struct cache *c, const struct cache_key *k)
+{
+    int64_t now = now_ms(c);
+    struct cache_node *n = *table_slot(c, k);
+    if (!n)
+        return NULL;
+    struct token_info *ti = n->ti ? n->ti : n->u.wq.stale;
+    if (n->ti && n->expires_ms > now)
+        return NULL; /* fresh: not a stale-if-error matter */
+    if (!n->ti && n->u.wq.purge_gen != c->purge_gen)
+        return NULL; /* a purge since: the stale entry may be what it revoked */
+    if (!within_grace(c, ti, n->expires_ms, now))
+        return NULL;
+    c->st.stale++;
+    return token_ref(ti);
+}
+
+static bool idp_failed(const struct token_info *ti)
+{
+    return !ti || ti->stale || (ti->outcome != TOKEN_ACTIVE && ti->outcome != TOKEN_INACTIVE);
+}
+
 enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struct cache_waiter *w,
                                struct token_info **ti)
 {
@@ -565,6 +622,8 @@ enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struc
     if (n && n->expires_ms > now)
         return entry_hit(c, n, ti);
     if (n) {
+        if (within_grace(c, n->ti, n->expires_ms, now))
+            return flight_from_stale(c, n, w); /* counted as an expiration once it is dropped */
         c->st.expirations++;
         entry_drop(c, n);
     }
@@ -584,17 +643,28 @@ bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waite
     return false;
 }
 
-/* Removes k's flight, if any, and returns its waiters. *purged says whether a purge happened
- * while it was in progress (its answer is then not stored). */
-static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k, bool *purged)
+/* Removes k's flight, if any, and returns its waiters; its stale entry (a reference), that
+ * entry's expiry and token id go to *stale, *stale_expires and stale_id (*has_id). *purged says
+ * whether a purge happened while it was in progress (its answer is then not stored, nor is the
+ * stale entry put back). */
+static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k, bool *purged,
+                                        struct token_info **stale, int64_t *stale_expires,
+                                        uint8_t stale_id[CACHE_TOKEN_ID_LEN], bool *has_id)
 {
     struct cache_node **slot = table_slot(c, k), *f = *slot;
     struct cache_waiter *head;
     *purged = false;
+    *stale = NULL;
+    *has_id = false;
     if (!f || f->ti)
         return NULL;
     *purged = f->u.wq.purge_gen != c->purge_gen;
     head = f->u.wq.head;
+    *stale = f->u.wq.stale;
+    *stale_expires = f->expires_ms;
+    *has_id = f->has_id;
+    memcpy(stale_id, f->token_id, CACHE_TOKEN_ID_LEN);
+    f->u.wq.stale = NULL;
     *slot = f->chain;
     flight_free(f);
     c->st.flights--;
@@ -609,14 +679,23 @@ void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info
 void cache_resolve_id(struct cache *c, const struct cache_key *k, struct token_info *ti,
                       const uint8_t id[CACHE_TOKEN_ID_LEN])
 {
-    int64_t now = now_ms(c);
-    bool purged;
-    struct dispatch d = {.key = *k, .head = flight_take(c, k, &purged), .outer = c->dispatching};
+    int64_t now = now_ms(c), stale_expires = 0;
+    struct token_info *stale;
+    uint8_t stale_id[CACHE_TOKEN_ID_LEN];
+    bool purged, has_id;
+    struct dispatch d = {.key = *k,
+                         .head =
+                             flight_take(c, k, &purged, &stale, &stale_expires, stale_id, &has_id),
+                         .outer = c->dispatching};
     int64_t ttl = ti && !purged ? ttl_ms(c, ti, now) : 0;
     if (purged)
         c->st.purge_skipped++;
     if (ttl > 0)
         entry_store(c, k, ti, now, ttl, id);
+    else if (!purged && stale && idp_failed(ti) && within_grace(c, stale, stale_expires, now))
+        entry_store(c, k, stale, now, stale_expires - now,
+                    has_id ? stale_id : NULL); /* back as it was: still expired */
+    token_unref(stale);
     /* From here the flight is gone and the entry (if any) is visible, so a done() that looks k up
      * again gets a HIT or leads a new flight. Our reference keeps ti alive even if a re-entrant
      * call evicts the entry. Each waiter is popped before its done() runs, since done() frees it,

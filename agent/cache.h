@@ -25,6 +25,7 @@ struct cache_config {
     uint32_t negative_ttl; /* seconds, default 5; 0 disables negative caching */
     uint32_t exp_skew;     /* seconds subtracted from the token's exp, default 5 */
     bool honour_no_store;  /* default false: RFC 7662 lets us cache up to exp */
+    uint32_t stale_grace;  /* seconds an expired active entry is kept for cache_stale(); 0: off */
 };
 
 /* Returns the current time in milliseconds since the epoch (tests inject a fake one). */
@@ -54,6 +55,7 @@ enum cache_lookup {
  * as an expiration, not an eviction. */
 struct cache_stats {
     uint64_t hits, negative_hits, misses, coalesced, evictions, expirations, inserts;
+    uint64_t stale;         /* stale entries handed out by cache_stale() */
     uint64_t purged;        /* entries dropped by purges */
     uint64_t purge_skipped; /* answers of flights overtaken by a purge, not stored */
     size_t entries, bytes, flights;
@@ -83,6 +85,17 @@ bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waite
  * or inactive) is not stored. ti may be NULL (out of memory): nothing is stored and done() gets
  * NULL. A resolve for a key with no flight still stores ti (replacing any entry for k). */
 void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti);
+
+/* Stale-if-error. With stale_grace, an active entry that expired less than stale_grace ago is not
+ * dropped by the lookup that finds it expired: it stays with the flight that lookup starts, and
+ * cache_stale() hands it out while the flight is in progress (a new reference, or NULL: none,
+ * past the grace, or the token's own exp has passed). When the flight's answer is an IdP failure
+ * (or a stale copy, or NULL) the entry is put back as it was, still expired, so the next request
+ * asks the IdP again; any other answer (active or inactive) replaces it. An entry's life is never
+ * extended: its expiry and grace count from when it was first stored. Negative entries are never
+ * kept. Whatever drops an entry (eviction, a purge) must drop a flight's stale entry too. The
+ * answer stored by cache_resolve() is never a token_info marked stale. */
+struct token_info *cache_stale(struct cache *c, const struct cache_key *k);
 
 /* How long cache_resolve() would keep ti from now, in ms (<= 0: not stored). The shared L2 tier
  * gives its copy the same lifetime. */

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "breaker.h"
 #include "cache.h"
 #include "introspect.h"
 #include "log.h"
@@ -46,6 +47,12 @@ struct config {
 
     /* cache */
     struct cache_config cache;
+
+    /* identity server failures */
+    struct breaker_config breaker;
+    unsigned breaker_failure_answer; /* 503 (with Retry-After) or 502 */
+    unsigned introspection_retries;  /* 0 or 1 */
+    unsigned max_introspection_rate; /* new-token introspections per second; 0: unlimited */
 
     /* shared cache (L2, Redis); every option restart-only */
     char *cache_redis_url;    /* NULL: no shared cache */

@@ -261,5 +261,6 @@ void config_introspect(const struct config *c, struct introspect_config *out)
         .connect_timeout_ms = c->connect_timeout_ms,
         .max_concurrent = c->max_concurrent_introspections,
         .max_response = c->max_response_size,
+        .max_retries = c->introspection_retries,
     };
 }

@@ -194,14 +194,17 @@ static int decide_token(const struct decision_input *in, struct decision *out, c
     if (in->ti->outcome == TOKEN_INACTIVE)
         return deny(out, 401, realm, "invalid_token", DESC_INVALID, NULL);
     /* The IdP's trouble: the one outcome -> status map (token.c), no challenge. */
-    return server_error(out, token_outcome_status(in->ti->outcome));
+    server_error(out, token_outcome_status(in->ti->outcome));
+    if (out->status == 503)
+        out->retry_after_s = in->ti->retry_after_s;
+    return 0;
 }
 
 int decide(const struct decision_input *in, struct decision *out)
 {
     char realm[2 * DECISION_MAX_REALM + 1];
     memset(out, 0, sizeof(*out));
-    out->cache = in->cache;
+    out->cache = in->ti && in->ti->stale ? "stale" : in->cache;
     realm_of(in, realm);
 
     /* RFC 6750 section 3.1: more than one way of sending a token is invalid_request. */
@@ -251,4 +254,8 @@ void decision_put_actions(struct spop_writer *w, const struct decision *d)
     put_opt(w, VAR_CLIENT_ID, d->client_id);
     put_opt(w, VAR_SCOPE, d->scope);
     put_opt(w, VAR_CACHE, d->cache);
+    if (d->retry_after_s > 0) {
+        struct spop_value ra = spop_v_int(d->retry_after_s);
+        spop_put_set_var(w, SPOP_SCOPE_TXN, VAR_RETRY_AFTER, &ra);
+    }
 }

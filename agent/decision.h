@@ -26,6 +26,7 @@
 #define VAR_CLIENT_ID "client_id"
 #define VAR_SCOPE "scope"
 #define VAR_CACHE "cache"
+#define VAR_RETRY_AFTER "retry_after"
 
 struct decision_input {
     enum bearer_result bearer;
@@ -37,7 +38,7 @@ struct decision_input {
     const char *realm;   /* may be NULL: DECISION_DEFAULT_REALM */
     size_t realm_len;
     int64_t now;       /* seconds since the epoch, to refuse an expired cached token */
-    const char *cache; /* "hit", "miss", "coalesced", "negative", or NULL */
+    const char *cache; /* "hit", "miss", "coalesced", "negative", or NULL ("stale" comes from ti) */
 };
 
 struct decision {
@@ -47,7 +48,8 @@ struct decision {
     const char *jwt;        /* borrowed from the token_info; only on 200 */
     size_t jwt_len;
     const char *sub, *client_id, *scope; /* borrowed; may be NULL */
-    const char *cache;                   /* borrowed; may be NULL */
+    const char *cache;                   /* borrowed; may be NULL; "stale" for a stale ti */
+    uint32_t retry_after_s;              /* a 503 the client may retry after that long; 0 none */
 };
 
 /* Fills *out. Returns 0, or -1 when out of memory (then *out is a bare 500). Rules, in order:
@@ -65,7 +67,9 @@ struct decision {
  * is known active and unexpired). The realm, and the required scopes, are byte ranges (not
  * NUL-terminated); a realm that is empty, longer than DECISION_MAX_REALM or has a control or
  * non-ASCII byte is replaced by the default, '"' and '\' are escaped. sub, client_id and scope are
- * set whenever the token resolved active (200, 403, expired 401), the JWT only on 200. */
+ * set whenever the token resolved active (200, 403, expired 401), the JWT only on 200. A token_info
+ * marked stale (stale-if-error) sets cache to "stale"; a 503 carries the token_info's
+ * retry_after_s (the retry_after variable). */
 int decide(const struct decision_input *in, struct decision *out);
 void decision_clear(struct decision *d);
 

@@ -5,7 +5,9 @@
  * curl_ev.c drives the transfers on the loop and calls xfer_done() for each finished one. Results
  * that are known without a transfer (not configured, setup failure) are delivered by the "kick"
  * timer so that done() never runs inside start(). Client authentication is encoded by
- * client_auth.c.
+ * client_auth.c. A failed attempt may be retried once (retry.c decides): the request then waits
+ * on its own timer in the "waiting" list and goes back to the head of the queue, its time budget
+ * still counted from introspector_start().
  *
  * The settings live in a reference-counted struct settings: a reload swaps in a new one while
  * transfers in flight keep the one their headers and body were built from. */
@@ -21,10 +23,12 @@
 #include <openssl/evp.h>
 
 #include "client_auth.h"
+#include "clock.h"
 #include "curl_ev.h"
 #include "idp_response.h"
 #include "list.h"
 #include "log.h"
+#include "retry.h"
 #include "version.h"
 
 #define DEFAULT_ACCEPT "application/jwt"
@@ -50,17 +54,20 @@ struct settings {
     long timeout_ms, connect_timeout_ms;
     size_t max_response;
     unsigned max_concurrent;
+    unsigned max_retries;
     char *form_auth;            /* "&client_id=..[&client_secret=..]" for CLIENT_AUTH_POST */
     struct curl_slist *headers; /* shared by every transfer; holds the Basic credentials */
 };
 
 struct request {
-    struct list node; /* in->queue or in->deferred */
+    struct list node; /* in->queue, in->deferred_list or in->waiting */
     introspect_done_fn done;
     void *ud;
     struct token_info *result; /* decided without a transfer, delivered by the kick timer */
     ev_tstamp enqueued;        /* loop time of introspector_start() */
     long budget_ms;            /* what is left of the timeout when the transfer starts */
+    unsigned retries;          /* retries made so far */
+    ev_timer retry;            /* the delay before a retry (data: the introspector) */
     size_t len;
     char token[]; /* NUL-terminated copy */
 };
@@ -80,7 +87,9 @@ struct xfer {
     size_t post_cap;
     char content_type[HDR_VALUE_MAX];
     char cache_control[HDR_VALUE_MAX];
+    char retry_after[HDR_VALUE_MAX];
     bool too_large;
+    bool answered; /* a response byte arrived (a retry would no longer be safe) */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -92,7 +101,10 @@ struct introspector {
     struct list queue;         /* requests waiting for a transfer slot, oldest first */
     struct list deferred_list; /* requests answered without a transfer, for the kick timer */
     struct list active, idle;  /* transfers in flight; easy handles kept for reuse */
-    unsigned queued, deferred, n_active, n_free;
+    struct list waiting;       /* requests waiting for their retry timer */
+    unsigned queued, deferred, n_active, n_free, nwaiting;
+    uint64_t retries;
+    uint32_t rng; /* xorshift state for the retry jitter (not a secret) */
     bool closing;
 };
 
@@ -183,6 +195,7 @@ static struct settings *settings_new(const struct introspect_config *cfg)
         cfg->connect_timeout_ms ? (long)cfg->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     s->max_concurrent = cfg->max_concurrent ? cfg->max_concurrent : DEFAULT_MAX_CONCURRENT;
     s->max_response = cfg->max_response ? cfg->max_response : DEFAULT_MAX_RESPONSE;
+    s->max_retries = cfg->max_retries;
     int rc = dup_opt(&s->url, cfg->url) | dup_opt(&s->ca_file, cfg->ca_file) |
              dup_opt(&s->client_cert, cfg->client_cert) | dup_opt(&s->client_key, cfg->client_key);
     if (rc == 0 && cfg->url && cfg->auth == CLIENT_AUTH_POST &&
@@ -269,6 +282,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
 {
     struct xfer *x = ud;
     size_t len = size * nmemb;
+    x->answered = true;
     /* Abort rather than truncate: a cut JWT must not look like an answer. */
     if (len > x->s->max_response - x->body_len) {
         x->too_large = true;
@@ -296,15 +310,19 @@ static size_t header_cb(char *line, size_t size, size_t nmemb, void *ud)
 {
     struct xfer *x = ud;
     size_t len = size * nmemb, at;
+    x->answered = true;
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         /* A new status line (after a 1xx): only the final answer's headers count. */
-        x->content_type[0] = x->cache_control[0] = '\0';
+        x->content_type[0] = x->cache_control[0] = x->retry_after[0] = '\0';
     } else if ((at = curl_ev_header_is(line, len, "content-type"))) {
         /* Unreadable type: the classifier will reject the answer as not a JWT. */
         curl_ev_header_value(x->content_type, HDR_VALUE_MAX, line + at, len - at, "invalid");
     } else if ((at = curl_ev_header_is(line, len, "cache-control"))) {
         /* Unreadable caching instructions: the safe reading is "do not cache". */
         curl_ev_header_value(x->cache_control, HDR_VALUE_MAX, line + at, len - at, "no-store");
+    } else if ((at = curl_ev_header_is(line, len, "retry-after"))) {
+        /* Unreadable: the parser refuses "" and the 503 is not retried. */
+        curl_ev_header_value(x->retry_after, HDR_VALUE_MAX, line + at, len - at, "");
     }
     return len;
 }
@@ -346,8 +364,9 @@ static int xfer_setup(struct xfer *x, const struct settings *s, const struct req
     CURL *e = x->t.easy;
     curl_easy_reset(e);
     x->body_len = 0;
-    x->content_type[0] = x->cache_control[0] = x->errbuf[0] = '\0';
+    x->content_type[0] = x->cache_control[0] = x->retry_after[0] = x->errbuf[0] = '\0';
     x->too_large = false;
+    x->answered = false;
     int bad = 0;
     bad |= curl_easy_setopt(e, CURLOPT_URL, s->url) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
@@ -546,8 +565,93 @@ static struct token_info *xfer_result(struct xfer *x, CURLcode rc, double ms, co
     return ti;
 }
 
-/* curl_ev: a transfer finished (and is out of the multi handle). Completes it, then refills
- * from the queue. */
+/* ---- retries ------------------------------------------------------------------------------ */
+
+/* How the attempt ended, in retry.c's terms. */
+static enum retry_failure failure_of(const struct xfer *x, CURLcode rc, const struct token_info *ti)
+{
+    if (rc == CURLE_OK)
+        return ti->outcome == TOKEN_ACTIVE || ti->outcome == TOKEN_INACTIVE ? RETRY_F_NONE
+                                                                            : RETRY_F_HTTP;
+    if (x->too_large)
+        return RETRY_F_OTHER;
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+        return RETRY_F_REFUSED;
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+        return RETRY_F_RESET; /* retry.c refuses it once a response byte had arrived */
+    case CURLE_OPERATION_TIMEDOUT:
+        return RETRY_F_TIMEOUT;
+    default:
+        return RETRY_F_OTHER;
+    }
+}
+
+static uint32_t next_random(struct introspector *in)
+{
+    uint32_t v = in->rng;
+    v ^= v << 13;
+    v ^= v >> 17;
+    v ^= v << 5;
+    return in->rng = v ? v : 0x9e3779b9u;
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct introspector *in = w->data;
+    struct request *r = (struct request *)((char *)w - offsetof(struct request, retry));
+    list_del(&r->node);
+    in->nwaiting--;
+    /* It has waited already: first in line. Its time budget still counts from the start. */
+    list_insert(&in->queue, &r->node);
+    in->queued++;
+    pump(in);
+}
+
+/* After a failed attempt: schedules a retry when retry.c allows one (true; r is then kept). */
+static bool maybe_retry(struct introspector *in, struct xfer *x, CURLcode rc,
+                        const struct token_info *ti, struct request *r, const char *tid)
+{
+    long status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(x->t.easy, CURLINFO_RESPONSE_CODE, &status);
+    struct retry_attempt at = {
+        .failure = failure_of(x, rc, ti),
+        .response_started = x->answered && rc != CURLE_OK,
+        .http_status = (int)status,
+        .retry_after_ms = -1,
+        .retries_done = r->retries,
+        .now_ms = (int64_t)(ev_now(in->loop) * 1000.0),
+        .deadline_ms = (int64_t)(r->enqueued * 1000.0) + x->s->timeout_ms,
+    };
+    if (at.failure == RETRY_F_NONE || in->closing)
+        return false;
+    if (x->retry_after[0])
+        retry_after_parse(x->retry_after, strlen(x->retry_after), clock_ms(NULL),
+                          &at.retry_after_ms);
+    struct retry_policy p = retry_policy_default();
+    p.max_retries = x->s->max_retries;
+    struct retry_decision d = retry_decide(&p, &at, next_random(in));
+    if (!d.retry) {
+        log_debug("introspection of token %s not retried: %s", tid, d.why);
+        return false;
+    }
+    log_info("introspection of token %s: retrying in %u ms (%s)", tid, d.delay_ms, d.why);
+    r->retries++;
+    in->retries++;
+    ev_timer_init(&r->retry, retry_cb, d.delay_ms / 1000.0, 0.);
+    r->retry.data = in;
+    list_insert(&in->waiting, &r->node);
+    in->nwaiting++;
+    ev_timer_start(in->loop, &r->retry);
+    return true;
+}
+
+/* curl_ev: a transfer finished (and is out of the multi handle). Completes it (or schedules its
+ * retry), then refills from the queue. */
 static void xfer_done(void *ud, CURL *easy, CURLcode rc)
 {
     struct xfer *x = ud;
@@ -558,8 +662,12 @@ static void xfer_done(void *ud, CURL *easy, CURLcode rc)
     char tid[13]; /* identifies the token in the log lines without revealing it */
     log_token_id(r->token, r->len, tid);
     struct token_info *ti = xfer_result(x, rc, ms, tid);
+    bool retried = maybe_retry(in, x, rc, ti, r, tid);
     xfer_put(in, x); /* before done(): a new start() from the callback can reuse it */
-    complete(r, ti, ms);
+    if (retried)
+        token_unref(ti);
+    else
+        complete(r, ti, ms);
     pump(in);
 }
 
@@ -581,6 +689,8 @@ struct introspector *introspector_new(struct ev_loop *loop, const struct introsp
     list_init(&in->deferred_list);
     list_init(&in->active);
     list_init(&in->idle);
+    list_init(&in->waiting);
+    in->rng = (uint32_t)(ev_time() * 1e6) | 1u;
     ev_timer_init(&in->kick, kick_cb, 0., 0.);
     in->kick.data = in;
     return in;
@@ -609,6 +719,7 @@ int introspector_start(struct introspector *in, const char *token, size_t len,
     r->done = done;
     r->ud = ud;
     r->result = NULL;
+    r->retries = 0;
     r->enqueued = ev_now(in->loop);
     r->len = len;
     memcpy(r->token, token, len);
@@ -630,7 +741,12 @@ int introspector_start(struct introspector *in, const char *token, size_t len,
 
 unsigned introspector_pending(const struct introspector *in)
 {
-    return in->queued + in->n_active + in->deferred;
+    return in->queued + in->n_active + in->deferred + in->nwaiting;
+}
+
+uint64_t introspector_retries(const struct introspector *in)
+{
+    return in ? in->retries : 0;
 }
 
 static void abort_list(struct list *head, double latency_ms)
@@ -656,9 +772,12 @@ void introspector_free(struct introspector *in)
         xfer_put(in, x);
         complete(r, answer(TOKEN_IDP_ERROR, "introspection aborted"), ms);
     }
-    in->queued = in->deferred = 0;
+    for (struct list *l = in->waiting.next; l != &in->waiting; l = l->next)
+        ev_timer_stop(in->loop, &list_entry(l, struct request, node)->retry);
+    in->queued = in->deferred = in->nwaiting = 0;
     abort_list(&in->queue, 0.);
     abort_list(&in->deferred_list, 0.);
+    abort_list(&in->waiting, 0.);
     while (!list_empty(&in->idle)) {
         struct xfer *x = list_entry(in->idle.next, struct xfer, node);
         list_del(&x->node);

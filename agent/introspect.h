@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <ev.h>
 
@@ -27,6 +28,7 @@ struct introspect_config {
     unsigned connect_timeout_ms;          /* default 1000 */
     unsigned max_concurrent;              /* default 64; more wait in a FIFO queue */
     size_t max_response;                  /* default 65536 bytes; larger is an IdP error */
+    unsigned max_retries; /* 0 or 1: retry.c decides which failures, within timeout_ms */
 };
 
 /* Called once per introspector_start(), from the event loop (never from inside start()). ti is a
@@ -46,8 +48,10 @@ int introspector_reconfigure(struct introspector *in, const struct introspect_co
  * then not called). */
 int introspector_start(struct introspector *in, const char *token, size_t len,
                        introspect_done_fn done, void *ud);
-/* Requests in flight or queued. */
+/* Requests in flight, queued or waiting to be retried. */
 unsigned introspector_pending(const struct introspector *in);
+/* Retries made since the introspector was created. */
+uint64_t introspector_retries(const struct introspector *in);
 /* Aborts everything in flight, queued or not yet delivered; each done() is called once with a
  * TOKEN_IDP_ERROR (reason "introspection aborted") before this returns. */
 void introspector_free(struct introspector *in);

@@ -180,6 +180,7 @@ static char *append_text(char *text, char *more)
 static void serve_metrics(void *ud, const struct http_request *req, struct http_response *resp)
 {
     struct daemon *d = ud;
+    d->agent.metrics.idp_retries = introspector_retries(d->agent.idp);
     const struct metrics *workers[1] = {&d->agent.metrics};
     struct cache_stats cs;
     cache_get_stats(d->cache, &cs);

@@ -167,6 +167,7 @@ static void render_cache(struct sbuf *b, const struct cache_stats *cs)
         (unsigned long)cs->negative_hits);
     out(b, "phantom_cache_lookups_total{result=\"miss\"} %lu\n", (unsigned long)cs->misses);
     out(b, "phantom_cache_lookups_total{result=\"coalesced\"} %lu\n", (unsigned long)cs->coalesced);
+    out(b, "phantom_cache_lookups_total{result=\"stale\"} %lu\n", (unsigned long)cs->stale);
     header(b, "phantom_cache_evictions_total", "counter", "Entries evicted to stay in budget.");
     out(b, "phantom_cache_evictions_total %lu\n", (unsigned long)cs->evictions);
     header(b, "phantom_cache_expirations_total", "counter", "Entries dropped at expiry.");
@@ -191,6 +192,45 @@ static void render_spop(struct sbuf *b, const struct metrics *const *w, size_t n
     out(b, "phantom_spop_errors_total %lu\n", (unsigned long)SUM(spop.errors));
     header(b, "phantom_ack_too_big_total", "counter", "JWTs too large for the frame (502).");
     out(b, "phantom_ack_too_big_total %lu\n", (unsigned long)SUM(ack_too_big));
+}
+
+/* The IdP's failure handling: retries, stale answers, and each worker's circuit breaker (one
+ * series per worker: "worker" is its index). */
+static void render_failures(struct sbuf *b, const struct metrics *const *w, size_t n)
+{
+    header(b, "phantom_idp_retries_total", "counter", "Introspections retried.");
+    out(b, "phantom_idp_retries_total %lu\n", (unsigned long)SUM(idp_retries));
+    header(b, "phantom_rate_limited_total", "counter",
+           "Misses answered 503 by max-introspection-rate, without calling the IdP.");
+    out(b, "phantom_rate_limited_total %lu\n", (unsigned long)SUM(rate_limited));
+    header(b, "phantom_stale_answers_total", "counter",
+           "Requests answered from a stale entry while the IdP failed (stale-if-error).");
+    out(b, "phantom_stale_answers_total %lu\n", (unsigned long)SUM(stale_served));
+    static const char *const states[BREAKER__STATES] = {"closed", "open", "half-open"};
+    header(b, "phantom_breaker_state", "gauge",
+           "Circuit breaker state: 0 closed, 1 open, 2 half-open.");
+    for (size_t i = 0; i < n; i++)
+        if (w[i]->breaker)
+            out(b, "phantom_breaker_state{worker=\"%zu\"} %d\n", i,
+                (int)breaker_state(w[i]->breaker));
+    header(b, "phantom_breaker_transitions_total", "counter", "Breaker changes into each state.");
+    header(b, "phantom_breaker_open_seconds_total", "counter",
+           "Time the breaker spent open or half-open.");
+    header(b, "phantom_breaker_rejected_total", "counter",
+           "Misses answered at once because the breaker was open.");
+    for (size_t i = 0; i < n; i++) {
+        if (!w[i]->breaker)
+            continue;
+        struct breaker_stats st;
+        breaker_get_stats(w[i]->breaker, &st);
+        for (int s = 0; s < BREAKER__STATES; s++)
+            out(b, "phantom_breaker_transitions_total{worker=\"%zu\",to=\"%s\"} %lu\n", i,
+                states[s], (unsigned long)st.transitions[s]);
+        out(b, "phantom_breaker_open_seconds_total{worker=\"%zu\"} %.3f\n", i,
+            st.open_ms_total / 1000.0);
+        out(b, "phantom_breaker_rejected_total{worker=\"%zu\"} %lu\n", i,
+            (unsigned long)st.rejected);
+    }
 }
 
 static void render_l2(struct sbuf *b, const struct metrics *const *w, size_t n)
@@ -243,6 +283,7 @@ char *metrics_render(const struct metrics *const *w, size_t n, const struct cach
     render_idp(&b, w, n, inflight);
     render_cache(&b, cs);
     render_spop(&b, w, n);
+    render_failures(&b, w, n);
     render_l2(&b, w, n);
     if (b.failed) {
         free(b.p);

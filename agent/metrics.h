@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "breaker.h"
 #include "cache.h"
 #include "conn_counters.h"
 
@@ -40,7 +41,11 @@ struct metrics {
     uint64_t spop_connections_total, spop_connections_open;
     struct conn_counters spop; /* incremented by conn.c */
     uint64_t notify_total, ack_total;
-    uint64_t ack_too_big; /* JWT did not fit the negotiated frame: answered 502 */
+    uint64_t ack_too_big;          /* JWT did not fit the negotiated frame: answered 502 */
+    uint64_t stale_served;         /* requests answered from a stale entry (stale-if-error) */
+    uint64_t idp_retries;          /* introspections retried (copied from the introspector) */
+    uint64_t rate_limited;         /* misses refused by max-introspection-rate */
+    const struct breaker *breaker; /* the IdP endpoint's circuit breaker; NULL: none */
     /* Shared cache; rendered only when l2_enabled. */
     bool l2_enabled, l2_up;
     uint64_t l2_lookups[ML2__COUNT];

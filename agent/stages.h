@@ -4,10 +4,12 @@
 #ifndef PTA_STAGES_H
 #define PTA_STAGES_H
 
+#include "breaker.h"
 #include "cache.h"
 #include "introspect.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "ratelimit.h"
 
 /* "l1": the top of the chain. Its lookup happened in front of the chain (cache_lookup() is the
  * single-flight gate), so it only stores on the way back: cache_resolve() fills the cache and
@@ -31,5 +33,28 @@ int stage_finish_add(struct pipeline *p);
 /* "introspect": RFC 7662 through the introspector (borrowed; it classifies the answer too, with
  * idp_classify()), and counts the IdP's outcomes and latency in m (borrowed). Always answers. */
 int stage_introspect_add(struct pipeline *p, struct introspector *idp, struct metrics *m);
+
+/* "stale": stale-if-error, right below l1 (above finish, so a stale entry is served as it was
+ * finished). On an IdP failure coming back up, swaps in a copy of the token's expired-but-in-grace
+ * entry (cache_stale()) marked stale; l1 does not store it. cache is borrowed. */
+int stage_stale_add(struct pipeline *p, struct cache *cache);
+
+/* "admission": the optional global limit on new-token introspections (a token bucket, borrowed,
+ * rate 0: off), above breaker. Beyond it a flight is answered 503 "new-token rate limit" with a
+ * Retry-After of 1 s, counted in m->rate_limited. */
+int stage_admission_add(struct pipeline *p, struct ratelimit *rl, struct metrics *m);
+
+/* What the breaker stage answers while the circuit is open (changes on reload). */
+struct breaker_settings {
+    unsigned failure_status; /* 503 (with retry_after_s) or 502 */
+};
+
+/* "breaker": the identity server's circuit breaker, directly above introspect. Open: answers
+ * failure_status at once ("circuit open"), without calling the IdP; otherwise passes the flight on
+ * and records its answer as the breaker's success or failure. b and set are borrowed. */
+int stage_breaker_add(struct pipeline *p, struct breaker *b, const struct breaker_settings *set);
+/* How an answer counts for the breaker: active/inactive succeed, the agent's own limits (queue
+ * full, out of memory, aborted, circuit open) are neutral, every other IdP failure fails. */
+enum breaker_outcome stage_breaker_classify(const struct token_info *ti);
 
 #endif

@@ -41,6 +41,38 @@ void token_unref(struct token_info *ti)
     free(ti);
 }
 
+static int dup_opt(const char *s, char **out)
+{
+    *out = NULL;
+    if (!s)
+        return 0;
+    *out = strdup(s);
+    return *out ? 0 : -1;
+}
+
+struct token_info *token_info_stale_copy(const struct token_info *ti)
+{
+    if (!ti || ti->outcome != TOKEN_ACTIVE)
+        return NULL;
+    struct token_info *c = token_info_new(TOKEN_ACTIVE, ti->reason);
+    if (!c)
+        return NULL;
+    c->stale = true;
+    c->claims.exp = ti->claims.exp;
+    c->claims.has_exp = ti->claims.has_exp;
+    c->jwt_len = ti->jwt_len;
+    c->jwt = ti->jwt ? malloc(ti->jwt_len + 1) : NULL;
+    if ((ti->jwt && !c->jwt) || dup_opt(ti->claims.sub, &c->claims.sub) < 0 ||
+        dup_opt(ti->claims.client_id, &c->claims.client_id) < 0 ||
+        dup_opt(ti->claims.scope, &c->claims.scope) < 0) {
+        token_unref(c);
+        return NULL;
+    }
+    if (c->jwt)
+        memcpy(c->jwt, ti->jwt, ti->jwt_len + 1);
+    return c;
+}
+
 static size_t opt_len(const char *s)
 {
     return s ? strlen(s) + 1 : 0;

@@ -36,6 +36,12 @@ struct token_info {
     int64_t max_age;    /* Cache-Control max-age in seconds, or -1 when absent */
     bool no_store;      /* Cache-Control: no-store */
     const char *reason; /* static text for logs, e.g. "IdP answered 401"; never token data */
+    /* Failure answers: > 0 lets the client retry after that many seconds (an open circuit
+     * breaker); HAProxy sends it as Retry-After with a 503. */
+    uint32_t retry_after_s;
+    /* Served from a cache entry past its TTL because the IdP failed (stale-if-error). Never
+     * stored again: the cache does not extend an entry's life. */
+    bool stale;
 };
 
 /* Allocates an entry with refcnt 1 and the given outcome; jwt and claims empty. NULL on ENOMEM. */
@@ -43,6 +49,10 @@ struct token_info *token_info_new(enum token_outcome outcome, const char *reason
 struct token_info *token_ref(struct token_info *ti);
 void token_unref(struct token_info *ti); /* frees at zero; NULL is a no-op */
 void token_claims_clear(struct token_claims *c);
+
+/* A copy of an active entry marked stale (stale-if-error): the JWT and the claims duplicated, the
+ * caching hints dropped. NULL on ENOMEM or when ti is not active. */
+struct token_info *token_info_stale_copy(const struct token_info *ti);
 
 /* Bytes the entry holds on the heap, for the cache's byte budget. */
 size_t token_info_size(const struct token_info *ti);

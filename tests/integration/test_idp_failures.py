@@ -15,6 +15,9 @@ SERVER_ERROR = {"code": "server_error", "message": "Problem encountered processi
 
 
 class IdpFailuresTest(harness.StackTestCase):
+    # Status by status, many failures in a row: the circuit breaker would answer 503 for them
+    # (test_faults.py tests it).
+    STACK_ARGS = {"agent_args": ["--breaker-failures", "0"]}
 
     def assertServerError(self, r, status):
         self.assertDenied(r, status)

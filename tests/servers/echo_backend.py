@@ -4,11 +4,20 @@
 200 application/json {"method", "path", "headers": [[name, value], ...] (received order and
 spelling), "body_length"}. HTTP/1.1 keep-alive. --port 0 picks a free port and prints
 "READY <port>" on stdout. Standard library only.
+
+It also counts what it received, for tests that must prove nothing reached the API without a
+valid credential (HAProxy only forwards /api paths, so these never collide with the API):
+  GET  /_control/received  {"requests": N, "authorization": {key: n}}, key: the SHA-256 (hex) of
+                           the credential of "Bearer <credential>", "raw:<sha256 of the value>"
+                           for any other value, "" for a request without Authorization
+  POST /_control/reset     forgets the counts
 """
 
 import argparse
+import hashlib
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from serve import serve
@@ -25,9 +34,38 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             sys.stderr.write("echo: %s\n" % (fmt % args))
 
+    def _control(self):
+        srv = self.server
+        with srv.lock:
+            if self.command == "POST" and self.path == "/_control/reset":
+                srv.received = {}
+                srv.requests = 0
+            doc = {"requests": srv.requests, "authorization": dict(srv.received)}
+        return doc
+
+    def _count(self):
+        """Every Authorization value, hashed (it is a credential); see the module docstring."""
+        keys = [self._auth_key(v) for v in self.headers.get_all("Authorization") or [""]]
+        with self.server.lock:
+            self.server.requests += 1
+            for key in keys:
+                self.server.received[key] = self.server.received.get(key, 0) + 1
+
+    @staticmethod
+    def _auth_key(value):
+        if not value:
+            return ""
+        if value.startswith("Bearer "):
+            return hashlib.sha256(value[7:].encode("latin-1")).hexdigest()
+        return "raw:" + hashlib.sha256(value.encode("latin-1")).hexdigest()
+
     def _echo(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
+        if self.path.startswith("/_control/"):
+            self._reply(self._control())
+            return
+        self._count()
         doc = {
             "method": self.command,
             "path": self.path,
@@ -35,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
             "headers": [[k, v] for k, v in self.headers.raw_items()],
             "body_length": len(body),
         }
+        self._reply(doc)
+
+    def _reply(self, doc):
         out = json.dumps(doc).encode("utf-8")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -60,6 +101,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     srv = Server((args.host, args.port), Handler)
     srv.verbose = args.verbose
+    srv.lock = threading.Lock()
+    srv.received = {}
+    srv.requests = 0
     return serve(srv)
 
 

@@ -10,12 +10,31 @@ Client authentication (when --client-id is given): client_secret_basic (RFC 6749
 secret form-urlencoded, then base64) or client_secret_post; wrong or missing -> 401.
 
 Control API (JSON, loopback clients only), so tests can script the server:
-  POST /_control/tokens  {"token", "sub", "scope", "client_id", "exp_in", "claims", "behaviour"}
-       behaviour: status, content_type, body, delay_ms, jwt_size, cache_control, keycloak
+  POST /_control/tokens  {"token", "sub", "scope", "client_id", "exp_in", "claims", "behaviour"},
+                         or {"tokens": [spec, ...]} to register many at once
+       behaviour: status, content_type, body, headers ({name: value}), delay_ms, jwt_size,
+                  cache_control, keycloak, and the fault modes:
+         blackhole: true      read the request, never answer (until the peer closes, a reset of
+                              the mode, or 120 s)
+         reset: "before"      TCP RST before any response byte
+         reset: "mid_body"    headers and half the announced body, then a TCP RST
+         garbage: "body"      200 application/jwt whose body is random bytes
+         garbage: "wire"      random bytes instead of an HTTP response, then close
+         huge_body: N         200 application/jwt announcing and streaming N bytes
+         flap: {"period_ms": P, "down": {behaviour}}   alternates every P ms between answering
+                              normally and the "down" behaviour (wall clock, so every caller sees
+                              the same phase)
+         once: true           the status and fault modes apply to a token's first call only
+                              (what a retry should get through)
   POST /_control/reset   forget tokens (demo tokens come back), counters, mode
-  GET  /_control/stats   {"calls", "per_token": {sha256-prefix: n}, "max_concurrent", "in_flight"}
+  GET  /_control/stats   {"calls", "per_token": {sha256-prefix: n}, "max_concurrent", "in_flight",
+                          "issued", "faults": {mode: n}}
+  GET  /_control/issued  {"sha256": [...]}: the SHA-256 (hex) of every JWT this server issued
+                         since the last reset, so a test can check that what reached the API is
+                         a JWT from here
   POST /_control/mode    a behaviour applied to every introspection ({"status": 500},
-                         {"delay_ms": 3000}); {} clears it
+                         {"delay_ms": 3000}, {"blackhole": true}); {} clears it (and releases
+                         blackholed connections)
 
 Tokens never appear in the logs (only a 12-hex-digit SHA-256 prefix), except in --demo's banner.
 Standard library only.
@@ -27,7 +46,10 @@ import hashlib
 import ipaddress
 import json
 import os
+import select
+import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -74,6 +96,9 @@ class State:
             self.per_token = {}
             self.in_flight = 0
             self.max_concurrent = 0
+            self.issued = set()  # sha256 hex of every JWT sent
+            self.faults = {}     # fault mode -> times applied
+            self._release_blackholes()
             if self.demo:
                 for tok, spec in DEMO_TOKENS.items():
                     self.tokens[tok] = self._entry(dict(spec, exp_in=3600))
@@ -91,23 +116,55 @@ class State:
             "behaviour": dict(spec.get("behaviour") or {}),
         }
 
-    def register(self, spec):
-        token = spec["token"]
-        if not isinstance(token, str) or not token:
-            raise ValueError("token must be a non-empty string")
+    def _release_blackholes(self):
+        """Blackholed handlers wait on this event; a new mode or a reset lets them go."""
+        old = getattr(self, "release", None)
+        self.release = threading.Event()
+        if old is not None:
+            old.set()
+
+    def set_mode(self, mode):
         with self.lock:
-            self.tokens[token] = self._entry(spec)
+            self.mode = dict(mode)
+            self._release_blackholes()
+
+    def register(self, spec):
+        specs = spec["tokens"] if "tokens" in spec else [spec]
+        if not isinstance(specs, list):
+            raise ValueError("tokens must be a list")
+        entries = {}
+        for one in specs:
+            token = one["token"]
+            if not isinstance(token, str) or not token:
+                raise ValueError("token must be a non-empty string")
+            entries[token] = self._entry(one)
+        with self.lock:
+            self.tokens.update(entries)
+
+    def issue(self, jwt):
+        with self.lock:
+            self.issued.add(hashlib.sha256(jwt.encode("ascii")).hexdigest())
+
+    def count_fault(self, name):
+        with self.lock:
+            self.faults[name] = self.faults.get(name, 0) + 1
+
+    def issued_list(self):
+        with self.lock:
+            return sorted(self.issued)
 
     def begin_call(self, token):
+        """(the token's entry, the global mode, how many times this token was asked, this included)"""
         with self.lock:
             self.calls += 1
+            nth = 0
             if token is not None:
                 tid = token_id(token)
-                self.per_token[tid] = self.per_token.get(tid, 0) + 1
+                nth = self.per_token[tid] = self.per_token.get(tid, 0) + 1
             self.in_flight += 1
             self.max_concurrent = max(self.max_concurrent, self.in_flight)
             entry = self.tokens.get(token) if token is not None else None
-            return (dict(entry) if entry else None), dict(self.mode)
+            return (dict(entry) if entry else None), dict(self.mode), nth
 
     def end_call(self):
         with self.lock:
@@ -116,7 +173,8 @@ class State:
     def stats(self):
         with self.lock:
             return {"calls": self.calls, "per_token": dict(self.per_token),
-                    "max_concurrent": self.max_concurrent, "in_flight": self.in_flight}
+                    "max_concurrent": self.max_concurrent, "in_flight": self.in_flight,
+                    "issued": len(self.issued), "faults": dict(self.faults)}
 
 
 def make_jwt(entry, jwt_size=None):
@@ -163,6 +221,17 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
 
+    def _reset_connection(self):
+        """Ends the connection with a TCP RST (SO_LINGER 0), as a crashed server or a middlebox
+        would; the handler then stops using it."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.connection.close()
+
     def _send(self, status, body, content_type="application/json", extra=None):
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
@@ -188,6 +257,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         if self.path == "/_control/stats" and self._from_loopback():
             self._send(200, self.server.state.stats())
+        elif self.path == "/_control/issued" and self._from_loopback():
+            self._send(200, {"sha256": self.server.state.issued_list()})
         elif self.path == "/healthz":
             self._send(200, {"ok": True})
         else:
@@ -214,8 +285,7 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_control/reset":
                 state.reset()
             elif path == "/_control/mode":
-                with state.lock:
-                    state.mode = dict(doc)
+                state.set_mode(doc)
             else:
                 self._send(404, {"error": "not_found"})
                 return
@@ -247,26 +317,113 @@ class Handler(BaseHTTPRequestHandler):
     def _introspect(self, body):
         form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         token = form.get("token", [None])[0]
-        entry, mode = self.server.state.begin_call(token)
+        entry, mode, nth = self.server.state.begin_call(token)
         try:
             behaviour = dict((entry or {}).get("behaviour") or {})
             behaviour.update(mode)  # a global mode wins over per-token behaviour
+            behaviour = self._flap(behaviour)
+            if behaviour.get("once") and nth > 1:
+                for k in ("status", "blackhole", "reset", "garbage", "huge_body", "delay_ms"):
+                    behaviour.pop(k, None)
             delay = behaviour.get("delay_ms")
             if delay:
                 time.sleep(float(delay) / 1000.0)
+            if self._fault(behaviour):
+                return
             if not self._client_ok(form):
                 self._send(401, {"error": "invalid_client"},
                            extra={"WWW-Authenticate": 'Basic realm="introspection"'})
             elif behaviour.get("status") is not None:
                 self._send(int(behaviour["status"]),
                            behaviour.get("body", '{"error":"simulated"}'),
-                           behaviour.get("content_type", "application/json"))
+                           behaviour.get("content_type", "application/json"),
+                           extra=behaviour.get("headers"))
             elif token is None:
                 self._send(400, {"error": "invalid_request"})
             else:
                 self._answer(entry, behaviour)
         finally:
             self.server.state.end_call()
+
+    # --- fault modes ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _flap(behaviour):
+        """A flapping server: the "down" behaviour during every other period_ms of wall time."""
+        flap = behaviour.pop("flap", None)
+        if not flap:
+            return behaviour
+        period = max(int(flap.get("period_ms", 500)), 1)
+        if int(time.time() * 1000) // period % 2 == 1:
+            behaviour.update(flap.get("down") or {"status": 503})
+        return behaviour
+
+    def _fault(self, behaviour):
+        """Applies a fault mode; True when it took over the connection (nothing more to send)."""
+        for name, run in (("blackhole", self._blackhole), ("reset", self._reset),
+                          ("garbage", self._garbage), ("huge_body", self._huge_body)):
+            value = behaviour.get(name)
+            if value:
+                self.server.state.count_fault(name)
+                run(value)
+                return True
+        return False
+
+    def _blackhole(self, _value):
+        """Holds the request unanswered until the client gives up (closes) or the mode changes."""
+        self.close_connection = True
+        release = self.server.state.release
+        deadline = time.monotonic() + 120
+        while not release.is_set() and time.monotonic() < deadline:
+            try:
+                readable, _, _ = select.select([self.connection], [], [], 0.2)
+                if readable and not self.connection.recv(4096, socket.MSG_PEEK):
+                    return  # the client closed its side
+            except (OSError, ValueError):
+                return
+
+    def _reset(self, where):
+        if where == "mid_body":
+            body = b'{"active": true, "sub": "reset-mid-body", "jwt": "' + b"x" * 4000
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(2 * len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except OSError:
+                pass
+        self._reset_connection()
+
+    def _garbage(self, kind):
+        junk = os.urandom(512)
+        if kind == "wire":
+            self.close_connection = True
+            try:
+                self.wfile.write(junk)
+            except OSError:
+                pass
+            return
+        self._send(200, junk, "application/jwt")
+
+    def _huge_body(self, size):
+        """Announces size bytes and streams them until done or until the client hangs up; the agent
+        is expected to stop reading at its size limit."""
+        size = int(size)
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/jwt")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"A" * 65536
+        sent = 0
+        try:
+            while sent < size:
+                piece = chunk[:min(len(chunk), size - sent)]
+                self.wfile.write(piece)
+                sent += len(piece)
+        except OSError:
+            pass
 
     def _answer(self, entry, behaviour):
         extra = {}
@@ -276,6 +433,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"active": False}, extra=extra)
             return
         jwt, claims = make_jwt(entry, behaviour.get("jwt_size"))
+        self.server.state.issue(jwt)
         accept = self.headers.get("Accept", "")
         keycloak = behaviour.get("keycloak") or (
             "application/json" in accept and "application/jwt" not in accept)

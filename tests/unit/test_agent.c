@@ -518,10 +518,11 @@ static void test_daemon_init(void **state)
     free(cfg.listen);
     cfg.listen = strdup("127.0.0.1:0");
     assert_int_equal(agent_init(&b, fx->loop, &cfg, fx->cache), 0);
-    assert_int_equal(pipeline_length(b.pipeline), 3);
-    assert_string_equal(pipeline_stage_name(b.pipeline, 0), "l1");
-    assert_string_equal(pipeline_stage_name(b.pipeline, 1), "finish");
-    assert_string_equal(pipeline_stage_name(b.pipeline, 2), "introspect");
+    static const char *const chain[] = {"l1",        "stale",   "finish",
+                                        "admission", "breaker", "introspect"};
+    assert_int_equal(pipeline_length(b.pipeline), sizeof(chain) / sizeof(chain[0]));
+    for (size_t i = 0; i < sizeof(chain) / sizeof(chain[0]); i++)
+        assert_string_equal(pipeline_stage_name(b.pipeline, i), chain[i]);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     sa.sin_port = htons((uint16_t)listener_port(b.listener));
     p->fd = socket(AF_INET, SOCK_STREAM, 0);

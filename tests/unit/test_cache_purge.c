@@ -313,6 +313,33 @@ static void test_tombstones(void **state)
     cache_free(c);
 }
 
+/* Stale-if-error keeps an expired entry with its flight: a purge meanwhile must not let it be
+ * served (cache_stale) nor put back when the IdP fails. */
+static void test_purge_during_stale_flight(void **state)
+{
+    struct cache_config cfg = {
+        .max_entries = 10, .max_bytes = 1 << 20, .max_ttl = 10, .stale_grace = 60};
+    now_ms = 1700000000000;
+    struct cache *c = cache_new(&cfg, fake_clock, &now_ms, (const uint8_t *)"k", 1);
+    struct cache_key k = key(c, "t-stale");
+    cache_resolve(c, &k, active("erin", "web", "s7"));
+    now_ms += 11 * 1000; /* expired, within the grace */
+    struct waiter a = {.w = {.done = done}};
+    struct token_info *ti = NULL;
+    assert_int_equal(cache_lookup(c, &k, &a.w, &ti), CACHE_LEAD);
+    struct token_info *st = cache_stale(c, &k);
+    assert_non_null(st); /* before the purge it would be served on an IdP failure */
+    token_unref(st);
+    assert_int_equal(purge_str(c, CACHE_BY_SUB, "erin"), 0); /* it is a flight, not an entry */
+    assert_null(cache_stale(c, &k));
+    cache_resolve(c, &k, token_info_new(TOKEN_IDP_ERROR, "IdP down"));
+    assert_int_equal(a.called, 1);
+    struct cache_stats sts;
+    cache_get_stats(c, &sts);
+    assert_int_equal(sts.entries, 0); /* not put back */
+    cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_negative_entries),
         cmocka_unit_test(test_evicted_entries_leave_index),
         cmocka_unit_test(test_tombstones),
+        cmocka_unit_test(test_purge_during_stale_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
