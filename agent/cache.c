@@ -17,15 +17,16 @@
  * array is served by mmap(), so untouched buckets cost no RSS.
  *
  * Memory per entry (x86-64; glibc malloc rounds each block up to 16 and adds 8..16 bytes):
- *   struct cache_node       192 bytes (key 32, chain 8, LRU/waiters+purge generation 24, ti 8,
- *                            expiry 8, cost 8, four index links 96, token id 6 + flag), a 208-byte
- *                            malloc chunk
+ *   struct cache_node       200 bytes (key 32, chain 8, LRU or waiters + stale entry + purge
+ *                            generation 32, ti 8, expiry 8, cost 8, four index links 96, token id
+ *                            6 + flag), a 208-byte malloc chunk
  *   bucket slot               8 bytes (load factor <= 1)
  *   index groups        <= 4 x 40 bytes (one per distinct sub, client_id, sid, token id; shared)
  *   struct token_info        88 bytes, plus the JWT and claim strings (token_info_size())
- * cache_entry_overhead() (node + slot + four groups = 360) plus token_info_size() is what
- * max_bytes counts. With a 1 KiB JWT and three short claims bench_cache counts 1532 bytes per entry
- * and measures 1537 in RSS at 1 M entries (1353 before the purge indexes).
+ * cache_entry_overhead() (node + slot + four groups = 368) plus token_info_size() is what
+ * max_bytes counts. With a 1 KiB JWT and three short claims bench_cache counted 1532 bytes per
+ * entry and measured 1537 in RSS at 1 M entries (1353 before the purge indexes), 8 bytes less
+ * than now (the stale-if-error pointer came later).
  *
  * Purge (issue 14). The secondary indexes (cache_index.c) list the entries of each sub,
  * client_id, sid and token id, so cache_purge_by() costs O(entries dropped). A purge also bumps
