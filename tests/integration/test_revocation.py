@@ -10,6 +10,7 @@ Logout tokens are signed with the openssl command line, so the test needs no Pyt
 import base64
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -59,9 +60,10 @@ class Ed25519Key:
 
 
 class JwksServer:
-    """Serves {"keys": [...]} on a loopback port and counts the fetches."""
+    """Serves {"keys": [...]} on a loopback port (HTTPS with tls=(cert, key)) and counts the
+    fetches."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.keys = []
         self.fetches = 0
         outer = self
@@ -80,6 +82,10 @@ class JwksServer:
                 pass
 
         self.srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True)
         self.port = self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
@@ -362,6 +368,79 @@ class RevocationTest(harness.StackTestCase):
             sys.stderr.write("revocation lag, %s (purge/logout + next request -> 401): "
                              "p50 %.1f ms, max %.1f ms over %d\n"
                              % (what, xs[len(xs) // 2] * 1e3, xs[-1] * 1e3, len(xs)))
+
+
+
+class HttpsJwksTest(harness.StackTestCase):
+    """The JWKS over HTTPS: trusted through ca-file the keys load and a logout is accepted; the
+    certificate is verified (a second server whose CA the agent does not know never loads)."""
+
+    @classmethod
+    def setUpClass(cls):
+        from test_tls import make_pki
+        cls.keydir = tempfile.mkdtemp(prefix="pta-keys-")
+        pki = make_pki(cls.keydir)
+        cls.key = Ed25519Key(cls.keydir, "https-key-1")
+        cls.jwks = JwksServer(tls=(pki["server.pem"], pki["server.key"]))
+        cls.jwks.keys = [cls.key.jwk()]
+        cls.http_port = harness.free_port()
+        cls.STACK_ARGS = {"agent_args": [
+            "--http-listen", "127.0.0.1:%d" % cls.http_port, "--ca-file", pki["ca.pem"],
+            "--backchannel-logout-issuer", LOGOUT_ISS,
+            "--backchannel-logout-jwks-url", "https://127.0.0.1:%d/jwks" % cls.jwks.port]}
+        super().setUpClass()
+        harness.wait_until(lambda: cls.jwks.fetches >= 1, 15, "the agent fetched the JWKS")
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.jwks.stop()
+
+    def metric(self, name):
+        r = harness.http_request(self.http_port, "GET", "/metrics")
+        for line in r.body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        raise AssertionError("no metric %s" % name)
+
+    def test_keys_over_https(self):
+        harness.wait_until(
+            lambda: self.metric('pta_logout_jwks_fetches_total{result="ok"}') >= 1, 15,
+            "keys loaded over HTTPS")
+        tok = "opaque-https-jwks-0001"
+        self.stack.register(tok, sub="https-user")
+        self.assertEqual(self.stack.get(tok).status, 200)
+        self.stack.register(tok, sub="https-user", exp_in=-60)
+        lt = self.key.sign({"alg": "EdDSA", "kid": self.key.kid},
+                           {"iss": LOGOUT_ISS, "aud": harness.CLIENT_ID, "iat": int(time.time()),
+                            "jti": uuid.uuid4().hex, "events": {LOGOUT_EVENT: {}},
+                            "sub": "https-user"})
+        body = urllib.parse.urlencode({"logout_token": lt}).encode()
+        r = harness.http_request(self.http_port, "POST", "/backchannel-logout",
+                                 [("Content-Type", "application/x-www-form-urlencoded")], body)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.stack.get(tok).status, 401)
+
+    def test_untrusted_certificate_is_refused(self):
+        other = tempfile.mkdtemp(prefix="pta-pki-")
+        from test_tls import make_pki
+        pki = make_pki(other)  # another CA: the agent's ca-file does not know it
+        srv = JwksServer(tls=(pki["server.pem"], pki["server.key"]))
+        try:
+            agent = harness.Proc("agent-untrusted", [
+                harness.AGENT, "--listen", "127.0.0.1:%d" % harness.free_port(),
+                "--http-listen", "127.0.0.1:%d" % harness.free_port(),
+                "--introspection-url", self.stack.introspection_url,
+                "--client-id", harness.CLIENT_ID, "--client-auth", "none",
+                "--backchannel-logout-issuer", LOGOUT_ISS,
+                "--backchannel-logout-jwks-url", "https://127.0.0.1:%d/jwks" % srv.port],
+                self.stack.tmpdir)
+            harness.wait_until(lambda: agent.check_alive() and "jwks: fetch failed" in
+                               agent.log_text(), 15, "the fetch refused")
+            self.assertEqual(srv.fetches, 0)  # the handshake failed: no request was served
+            agent.stop()
+        finally:
+            srv.stop()
 
 
 if __name__ == "__main__":
