@@ -15,6 +15,7 @@
 #include "cache.h"
 #include "introspect.h"
 #include "log.h"
+#include "minting.h"
 #include "redis_url.h"
 
 #define CONFIG_ERR_LEN 512
@@ -64,6 +65,12 @@ struct config {
     char *fleet_key_file;
     char *fleet_key; /* loaded by config_finalize(); keys L1 too when set */
     size_t fleet_key_len;
+
+    /* gateway-minted JWTs (issue 11): the option strings, and what config_finalize() builds */
+    char *jwt_source, *signing_key_file, *jwt_issuer, *jwt_audience, *jwt_claims, *jwks_file;
+    char *inactive_statuses;
+    unsigned jwt_max_lifetime_s;
+    struct minting minting; /* keys loaded, lists parsed; see minting.h */
 
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */

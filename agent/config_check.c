@@ -233,12 +233,30 @@ static int check_logout(const struct config *c, char *err, size_t errlen)
     return 0;
 }
 
+/* The jwt-* options: keys loaded now, so that --check-config means "this will start" and a
+ * reload with a broken key file keeps the running configuration. */
+static int load_minting(struct config *c, char *err, size_t errlen)
+{
+    minting_clear(&c->minting);
+    const struct minting_options o = {
+        .jwt_source = c->jwt_source,
+        .signing_key_files = c->signing_key_file,
+        .jwt_issuer = c->jwt_issuer,
+        .jwt_audience = c->jwt_audience,
+        .jwt_max_lifetime_s = c->jwt_max_lifetime_s,
+        .jwt_claims = c->jwt_claims,
+        .inactive_statuses = c->inactive_statuses,
+    };
+    return minting_load(&c->minting, &o, err, errlen);
+}
+
 int config_finalize(struct config *c, char *err, size_t errlen)
 {
     if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
         admin_token(c, err, errlen) < 0 || fleet_key(c, err, errlen) < 0 ||
         check_redis(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
-        check_client_auth(c, err, errlen) < 0 || check_logout(c, err, errlen) < 0)
+        check_client_auth(c, err, errlen) < 0 || check_logout(c, err, errlen) < 0 ||
+        load_minting(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;
@@ -262,5 +280,6 @@ void config_introspect(const struct config *c, struct introspect_config *out)
         .max_concurrent = c->max_concurrent_introspections,
         .max_response = c->max_response_size,
         .max_retries = c->introspection_retries,
+        .classify = &c->minting.classify,
     };
 }

@@ -69,6 +69,28 @@ static void free_config(struct config *c)
     free(c);
 }
 
+/* jwks-file: the JWKS for APIs that read it from disk, rewritten with every configuration (a
+ * reload may bring new keys). A failure is logged, never fatal: the HTTP route still serves it. */
+static void write_jwks_file(const struct config *c)
+{
+    if (!c->jwks_file || !c->minting.minter.keys)
+        return;
+    char err[512];
+    if (keyring_write_jwks(c->minting.minter.keys, c->jwks_file, err, sizeof(err)) < 0)
+        log_error("%s", err);
+    else
+        log_info("JWKS written to %s (%zu key(s))", c->jwks_file, c->minting.minter.keys->nkeys);
+}
+
+static void log_signing_key(const struct config *c)
+{
+    const struct jws_key *k = keyring_signer(c->minting.minter.keys);
+    if (k)
+        log_info("minted JWTs (jwt-source %s) signed with %s key %s, %zu key(s) published",
+                 jwt_source_name(c->minting.mode), jws_alg_name(k->alg), k->kid,
+                 c->minting.minter.keys->nkeys);
+}
+
 static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct daemon *d = w->data;
@@ -93,6 +115,8 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
     cache_reconfigure(d->cache, &next->cache);
     free_config(d->cfg);
     d->cfg = next;
+    write_jwks_file(next);
+    log_signing_key(next);
     if (d->http && http_server_set_admin_token(d->http, next->admin_token) < 0) {
         http_server_set_admin_token(d->http, NULL); /* fail closed: not the old token */
         log_error("reload: out of memory for the admin token; the admin API is off");
@@ -287,9 +311,21 @@ static int start_revoke(struct daemon *d, struct ev_loop *loop)
     return 0;
 }
 
+/* The gateway's public keys (RFC 7517), for APIs verifying minted JWTs. Short max-age: after a
+ * rotation, APIs see the new key within minutes (and jose-style clients refetch on an unknown kid).
+ */
+static void serve_jwks(void *ud, const struct http_request *req, struct http_response *resp)
+{
+    struct daemon *d = ud;
+    size_t len;
+    http_response_json(resp, 200, minting_jwks(&d->cfg->minting, &len));
+    resp->cache_control = "public, max-age=300";
+}
+
 static void add_routes(struct daemon *d, struct http_router *r)
 {
     const struct http_route routes[] = {
+        {.method = "GET", .path = "/.well-known/jwks.json", .fn = serve_jwks, .ud = d},
         {.method = "GET", .path = "/metrics", .fn = serve_metrics, .ud = d},
         {.method = "GET", .path = "/healthz", .fn = serve_healthz, .ud = d},
         {.method = "GET",
@@ -394,6 +430,8 @@ int main(int argc, char **argv)
         printf("configuration is valid\n");
     else if (action == CONFIG_RUN) {
         log_init(d.cfg->log_level, d.cfg->syslog);
+        write_jwks_file(d.cfg);
+        log_signing_key(d.cfg);
         rc = run(&d);
     }
     free_config(d.cfg);
