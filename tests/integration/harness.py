@@ -42,6 +42,45 @@ CLIENT_ID = "phantom-agent"
 CLIENT_SECRET = "s3cret:with&odd=chars+and spaces"  # exercises RFC 6749 2.3.1 form-encoding
 
 _live = []  # every Proc not yet stopped, for the atexit hook
+_announced = []  # HAProxy binaries whose version this process already printed
+
+
+def haproxy_version(path=None):
+    """(version string, None) of an HAProxy binary, e.g. ("3.4.0-64a335366", None), or
+    (None, reason) when it cannot run here (absent, a runtime library missing)."""
+    path = path or HAPROXY
+    if not os.access(path, os.X_OK):
+        return None, "not found at %s" % path
+    try:
+        p = subprocess.run([path, "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, "%s cannot run: %s" % (path, e)
+    out = p.stdout.decode("utf-8", "replace")
+    first = out.splitlines()[0] if out else ""
+    if p.returncode != 0 or not first.startswith("HAProxy version "):
+        return None, "%s cannot run here: %s" % (path, first or "exit %d" % p.returncode)
+    return first.split()[2], None
+
+
+def haproxy_version_tuple(path=None):
+    """(major, minor) of an HAProxy binary, e.g. (3, 4); (0, 0) when it cannot run."""
+    v, _ = haproxy_version(path)
+    try:
+        return tuple(int(x) for x in v.split("-")[0].split(".")[:2])
+    except (AttributeError, ValueError):
+        return (0, 0)
+
+
+def announce_haproxy(path=None):
+    """Prints once per process which HAProxy the tests drive, so each run of the suite says it."""
+    path = path or HAPROXY
+    if path in _announced:
+        return
+    _announced.append(path)
+    v, why = haproxy_version(path)
+    sys.stderr.write("integration: HAProxy %s (%s)\n" % (v, path) if v else
+                     "integration: HAProxy %s\n" % why)
 
 
 def require_binaries(testcase_cls=None):
@@ -49,6 +88,7 @@ def require_binaries(testcase_cls=None):
     for path, what in ((AGENT, "agent (PTA_AGENT)"), (HAPROXY, "haproxy (PTA_HAPROXY)")):
         if not os.access(path, os.X_OK):
             raise unittest.SkipTest("%s not found at %s" % (what, path))
+    announce_haproxy()
 
 
 def free_port():
