@@ -238,6 +238,47 @@ def http_request(port, method, path, headers=(), body=None, timeout=15, host="12
         conn.close()
 
 
+def load(port, conns, total, headers=(), path="/api/data", timeout=15):
+    """Sends `total` GET requests over `conns` keep-alive connections (one thread each) as fast as
+    they are answered; returns a Counter of statuses (an exception's name for a failed request).
+    A bounded load for tests: what it checks is the answers, never how fast they came."""
+    import collections
+    import threading
+    counts = collections.Counter()
+    lock = threading.Lock()
+    left = [total]
+    hdrs = dict(headers)
+    hdrs.setdefault("Host", "127.0.0.1:%d" % port)
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            try:
+                conn.request("GET", path, headers=hdrs)
+                r = conn.getresponse()
+                r.read()
+                status = r.status
+                if r.will_close:
+                    conn.close()
+            except (OSError, http.client.HTTPException) as e:
+                status = type(e).__name__
+                conn.close()
+            with lock:
+                counts[status] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
 def read_response(f, method="GET"):
     """Reads one HTTP/1.1 response from a binary file object (for pipelined requests)."""
     line = f.readline()
@@ -273,8 +314,10 @@ class Stack:
     expects CLIENT_SECRET); idp_url: overrides the introspection URL (e.g. an unreachable one)."""
 
     def __init__(self, agent_args=(), agent_secret=CLIENT_SECRET, client_auth="basic",
-                 idp_url=None, haproxy_env=None, start_agent=True, idp_args=(), idp_tls=None):
+                 idp_url=None, haproxy_env=None, start_agent=True, idp_args=(), idp_tls=None,
+                 haproxy_cfg=None):
         require_binaries()
+        self.haproxy_cfg = haproxy_cfg or HAPROXY_CFG  # a variant of the shipped file, for a test
         self.tmpdir = tempfile.mkdtemp(prefix="pta-it-")
         self.procs = {}
         self.secrets = set([CLIENT_SECRET, agent_secret])  # never allowed in any log
@@ -384,7 +427,7 @@ class Stack:
         return env
 
     def start_haproxy(self):
-        p = Proc("haproxy", [HAPROXY, "-db", "-f", HAPROXY_CFG], self.tmpdir,
+        p = Proc("haproxy", [HAPROXY, "-db", "-f", self.haproxy_cfg], self.tmpdir,
                  env=self.haproxy_environ())
         self.procs["haproxy"] = p
         # The stats socket answers once every listener is bound; probing it instead of the
