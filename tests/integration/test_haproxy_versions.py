@@ -66,5 +66,24 @@ class ShippedFilesLoad(harness.unittest.TestCase):
             raise harness.unittest.SkipTest("no runnable HAProxy found")
 
 
+class VariableNames(harness.unittest.TestCase):
+    """HAProxy 3.5 refuses variable names of 64 bytes or more ("scope.prefix.name"): every name
+    the agent sets (agent/decision.h) and the shipped files use stays below."""
+
+    def test_every_variable_name_is_short_enough(self):
+        with open(harness.SPOE_CONF) as f:
+            spoe = f.read()
+        prefix = re.search(r"^\s*option var-prefix (\S+)", spoe, re.M).group(1)
+        with open(os.path.join(harness.SOURCE_DIR, "agent", "decision.h")) as f:
+            agent_vars = re.findall(r'#define VAR_\w+ "(\w+)"', f.read())
+        self.assertIn("www_authenticate", agent_vars)
+        names = ["txn.%s.%s" % (prefix, v) for v in agent_vars + ["spoe_error"]]
+        with open(harness.HAPROXY_CFG) as f:
+            names += re.findall(r"\b((?:txn|req|sess|proc)\.[\w.]+)", f.read() + spoe)
+        too_long = [n for n in names if len(n) >= 64]
+        self.assertEqual(too_long, [])
+        self.assertGreater(len(set(names)), 10)
+
+
 if __name__ == "__main__":
     harness.run()

@@ -39,18 +39,50 @@ class ConcurrentLoad(harness.StackTestCase):
         errors = spoe_errors(self.stack.log("haproxy"))
         self.assertEqual(errors[:3], [], "%d SPOE errors in HAProxy's log" % len(errors))
         self.assertEqual(self.stack.idp_calls(token), 1)  # cached: the IdP saw it once
+        self.assertNotIn("offers pipelining", self.stack.log("agent"))
+
+
+class PipeliningWarning(harness.unittest.TestCase):
+    """An SPOE file that leaves pipelining on: the agent warns on 3.1+ (the HELLO offers
+    "pipelining" without 2.x's "async"), never on 2.6."""
+
+    def test_warning_only_for_a_pipelining_haproxy_3(self):
+        harness.require_binaries()
+        stack = harness.Stack()
+        with open(harness.SPOE_CONF) as f:
+            spoe, n = re.subn(r"^\.if version_atleast\(3\.1\)\n    no option pipelining\n\.endif\n",
+                              "", f.read(), flags=re.M)
+        self.assertEqual(n, 1)
+        path = os.path.join(stack.tmpdir, "spoe-pipelining.conf")
+        with open(path, "w") as f:
+            f.write(spoe)
+        stack.haproxy_env["PHANTOM_SPOE_CONF"] = path
+        stack.start()
+        try:
+            token = stack.register("pipelining-warning-token-1")
+            self.assertEqual(stack.get(token).status, 200)
+            warned = "HAProxy 3.x offers pipelining with tune.bufsize 32768" in stack.log("agent")
+            self.assertEqual(warned, harness.haproxy_version_tuple() >= (3, 1))
+        finally:
+            stack.stop()
+
+
+def cfg_variant(tmpdir, name, pattern, replacement):
+    """A copy of the shipped haproxy.cfg with one line changed (the pattern must match once)."""
+    with open(harness.HAPROXY_CFG) as f:
+        text = f.read()
+    text, n = re.subn(pattern, replacement, text, flags=re.M)
+    assert n == 1, "%r not found once in the shipped cfg" % pattern
+    path = os.path.join(tmpdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 def abortonclose_cfg(tmpdir):
     """The shipped haproxy.cfg with "option abortonclose" in its defaults section."""
-    with open(harness.HAPROXY_CFG) as f:
-        text = f.read()
-    text, n = re.subn(r"^defaults\n", "defaults\n    option abortonclose\n", text, flags=re.M)
-    assert n == 1, "no defaults section in the shipped cfg"
-    path = os.path.join(tmpdir, "haproxy-abortonclose.cfg")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return cfg_variant(tmpdir, "haproxy-abortonclose.cfg", r"^defaults\n",
+                       "defaults\n    option abortonclose\n")
 
 
 class LateAcks(harness.unittest.TestCase):
