@@ -10,7 +10,7 @@ build=(build-essential cmake pkg-config libev-dev libcurl4-openssl-dev libjansso
 test=("${build[@]}" libcmocka-dev haproxy python3 curl openssl)
 demo=("${build[@]}" haproxy python3 curl)
 rpm=("${build[@]}" rpm systemd)
-bench=("${test[@]}" wrk valgrind)
+bench=("${test[@]}" wrk valgrind nginx-light)
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
 haproxy_builds=(libssl3 libpcre2-8-0 liblua5.4-0 libcrypt1)
 
