@@ -64,6 +64,10 @@ run_integration_on() { # haproxy binary
   return $failed
 }
 
+# Absolute paths: ctest runs the tests from the build directory.
+for i in "${!extra[@]}"; do
+  [ -e "${extra[$i]}" ] && extra[$i]=$(realpath "${extra[$i]}")
+done
 # test_haproxy_versions.py (in the first pass) checks that the shipped files load on each of them.
 export PTA_HAPROXY_EXTRA="${extra[*]}"
 run_suite "release" "$root/build"
