@@ -343,6 +343,11 @@ class Stack:
                                                    "--secret-file", self._secret_file("idp-secret", CLIENT_SECRET)]
                                           + self.idp_args)
             self.echo_port = self._start_py("echo", [ECHO_PY, "--port", "0"])
+            # The kernel may hand the servers (port 0) a port free_port() picked above.
+            while self.agent_port in (self.idp_port, self.echo_port):
+                self.agent_port = free_port()
+            while self.haproxy_port in (self.idp_port, self.echo_port, self.agent_port):
+                self.haproxy_port = free_port()
             if self.start_agent_first:
                 self.start_agent()
             self.start_haproxy()
