@@ -43,7 +43,10 @@ run_integration_on() { # haproxy binary
     echo "=== integration on $h: skipped (not found)"
     return 0
   fi
-  if ! v=$("$h" -v 2>&1 | head -n 1) || [[ "$v" != "HAProxy version "* ]]; then
+  # The whole output, then its first line ("| head -n 1" can SIGPIPE HAProxy under pipefail).
+  v=$("$h" -v 2>&1) || true
+  v=${v%%$'\n'*}
+  if [[ "$v" != "HAProxy version "* ]]; then
     echo "=== integration on $h: skipped (cannot run here: $v)"
     return 0
   fi
