@@ -275,7 +275,7 @@ miss_row() {
 
 lua_ok() { # haproxy binary
   [ "${BENCH_PEERS:-1}" = 1 ] && [ -f "$PEERS_DIR/haproxy-lua/phantom.lua" ] &&
-    "$1" -vv 2>/dev/null | grep -q '^Built with Lua'
+    [[ $("$1" -vv 2>/dev/null) == *$'\nBuilt with Lua'* ]]
 }
 
 bench_haproxy() { # haproxy binary
