@@ -275,11 +275,11 @@ void conn_disconnect(struct conn *c, int status, const char *message)
 #define HAPROXY3_STREAMS_PER_CONN 20
 static void warn_if_stall_prone(const struct conn *c, const struct spop_hello *h)
 {
-    static bool warned;
-    if (warned || h->healthcheck || !spop_caps_has(h->capabilities, "pipelining") ||
+    if (h->healthcheck || !spop_caps_has(h->capabilities, "pipelining") ||
         spop_caps_has(h->capabilities, "async"))
         return;
-    warned = true;
+    if (c->set.counters->stall_prone_hellos++ > 0)
+        return;
     uint32_t per_answer = (h->max_frame_size + 4) / HAPROXY3_STREAMS_PER_CONN;
     log_warn("spop %s: HAProxy 3.x offers pipelining with tune.bufsize %u: it stalls a connection "
              "once the answers waiting on it fill tune.bufsize, so JWTs above ~%u bytes can make "
