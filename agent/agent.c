@@ -44,15 +44,15 @@ struct pending {
     bool scopes_invalid;
     ev_tstamp queued_at; /* loop time when it started waiting, for the access log */
     char token_id[13];
-    char *scopes, *realm; /* owned copies of the message arguments */
-    size_t scopes_len, realm_len;
+    char *scopes, *realm, *audience; /* owned copies of the message arguments */
+    size_t scopes_len, realm_len, audience_len;
 };
 
 /* The arguments of the message, borrowed from the frame. */
 struct notify_args {
     const struct spop_value *auth;
     unsigned auth_count;
-    struct spop_str scopes, realm;
+    struct spop_str scopes, realm, audience;
     bool scopes_invalid; /* present, but neither NULL nor a string */
 };
 
@@ -169,6 +169,7 @@ static void pending_free(struct pending *p)
 {
     free(p->scopes);
     free(p->realm);
+    free(p->audience);
     free(p);
 }
 
@@ -187,6 +188,8 @@ static void pending_done(struct cache_waiter *w, struct token_info *ti)
             .scopes_invalid = p->scopes_invalid,
             .realm = p->realm,
             .realm_len = p->realm_len,
+            .audience = p->audience,
+            .audience_len = p->audience_len,
             .now = clock_seconds(),
             .cache = p->cache_tag,
         };
@@ -229,8 +232,11 @@ static int pending_keep_args(struct pending *p, const struct notify_args *r)
         return -1;
     if (r->realm.len && !(p->realm = dup_str(r->realm)))
         return -1;
+    if (r->audience.len && !(p->audience = dup_str(r->audience)))
+        return -1;
     p->scopes_len = r->scopes.len;
     p->realm_len = r->realm.len;
+    p->audience_len = r->audience.len;
     return 0;
 }
 
@@ -278,6 +284,7 @@ static void request_from_message(const struct spop_message *m, struct notify_arg
     r->scopes_invalid = sv && sv->type != SPOP_DATA_NULL && sv->type != SPOP_DATA_STR &&
                         sv->type != SPOP_DATA_BIN; /* a requirement we cannot read is no pass */
     r->realm = arg_str(m, "realm");
+    r->audience = arg_str(m, "audience"); /* optional: which minted JWT the route forwards */
 }
 
 static enum bearer_result parse_credentials(const struct notify_args *r, const char **tok,
@@ -299,6 +306,8 @@ static void fill_input(struct decision_input *in, const struct notify_args *r, e
     in->scopes_invalid = r->scopes_invalid;
     in->realm = (const char *)r->realm.ptr;
     in->realm_len = r->realm.len;
+    in->audience = (const char *)r->audience.ptr;
+    in->audience_len = r->audience.len;
     in->now = clock_seconds();
 }
 
@@ -468,6 +477,13 @@ static void settings_from(struct agent *a, const struct config *cfg)
     a->conn_set.idle_timeout_ms = cfg->idle_timeout_ms;
 }
 
+/* The finishing stage reads the minting settings of the configuration in force. */
+static const struct minting *agent_minting(void *ud)
+{
+    const struct agent *a = ud;
+    return a->cfg ? &a->cfg->minting : NULL;
+}
+
 struct pipeline *agent_build_pipeline(struct agent *a)
 {
     struct pipeline *p = pipeline_new();
@@ -478,7 +494,8 @@ struct pipeline *agent_build_pipeline(struct agent *a)
     if (stage_l1_add(p, a->cache) < 0 || stage_stale_add(p, a->cache) < 0 ||
         (a->l2 && stage_l2_add(p, a->l2, a->l2_codec, a->cfg->cache_redis_prefix, a->cache,
                                &a->metrics) < 0) ||
-        stage_finish_add(p) < 0 || stage_admission_add(p, &a->admission, &a->metrics) < 0 ||
+        stage_finish_add(p, agent_minting, a) < 0 ||
+        stage_admission_add(p, &a->admission, &a->metrics) < 0 ||
         (a->breaker && stage_breaker_add(p, a->breaker, &a->breaker_set) < 0) ||
         stage_introspect_add(p, a->idp, &a->metrics) < 0) {
         pipeline_free(p);
@@ -556,6 +573,8 @@ static void on_l2_state(void *ud, bool subscriber, bool up)
     struct agent *a = ud;
     if (!subscriber)
         a->metrics.l2_up = up;
+    else if (a->l2_subscriber_state)
+        a->l2_subscriber_state(a->l2_subscriber_ud, up);
 }
 
 /* The shared cache's codec and client (connecting from now on, in the background). */

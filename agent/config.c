@@ -36,6 +36,7 @@ void config_free(struct config *c)
     }
     secret_free(&c->client_secret);
     secret_free(&c->admin_token);
+    minting_clear(&c->minting);
     secret_free(&c->cache_redis_password);
     secret_free(&c->fleet_key);
     c->fleet_key_len = 0;

@@ -15,6 +15,7 @@
 #include "cache.h"
 #include "introspect.h"
 #include "log.h"
+#include "minting.h"
 #include "redis_url.h"
 
 #define CONFIG_ERR_LEN 512
@@ -65,12 +66,23 @@ struct config {
     char *fleet_key; /* loaded by config_finalize(); keys L1 too when set */
     size_t fleet_key_len;
 
+    /* gateway-minted JWTs (issue 11): the option strings, and what config_finalize() builds */
+    char *jwt_source, *signing_key_file, *jwt_issuer, *jwt_audience, *jwt_claims, *jwks_file;
+    char *inactive_statuses;
+    unsigned jwt_max_lifetime_s;
+    struct minting minting; /* keys loaded, lists parsed; see minting.h */
+
     /* daemon */
     char *http_listen;      /* option http-listen, formerly metrics-listen; NULL: off */
     char *admin_token_file; /* NULL: no admin API on http_listen */
     char *admin_token;      /* loaded by config_finalize() from admin_token_file */
     char *admin_listen;     /* "unix:/path" of the admin socket; NULL: none */
     unsigned drain_timeout_ms;
+
+    /* back-channel logout (revoke.c); off unless issuer and JWKS URL are both set */
+    char *logout_issuer;
+    char *logout_jwks_url;
+    char *logout_client_id; /* NULL: client_id */
 };
 
 void config_defaults(struct config *c);

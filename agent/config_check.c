@@ -13,6 +13,7 @@
 
 #include "addr.h"
 #include "config_internal.h"
+#include "jwks.h"
 #include "l2_codec.h"
 #include "log.h"
 #include "secret_file.h"
@@ -213,6 +214,43 @@ static void warn_risky(const struct config *c)
         log_warn("the client secret is sent to %s without TLS", c->introspection_url);
 }
 
+/* Back-channel logout needs both the issuer and the keys, and an audience to check. */
+static int check_logout(const struct config *c, char *err, size_t errlen)
+{
+    if (!c->logout_issuer && !c->logout_jwks_url)
+        return 0;
+    if (!c->logout_issuer || !c->logout_jwks_url)
+        return config_fail(err, errlen,
+                           "backchannel-logout-issuer and backchannel-logout-jwks-url go together");
+    if (!c->logout_client_id && !c->client_id)
+        return config_fail(err, errlen,
+                           "back-channel logout needs backchannel-logout-client-id or client-id");
+    if (!jwks_url_allowed(c->logout_jwks_url))
+        return config_fail(err, errlen,
+                           "backchannel-logout-jwks-url must be https:// (http:// only to a "
+                           "loopback host)");
+    if (!c->http_listen)
+        log_warn("backchannel-logout-issuer is set but http-listen is not: no logout endpoint");
+    return 0;
+}
+
+/* The jwt-* options: keys loaded now, so that --check-config means "this will start" and a
+ * reload with a broken key file keeps the running configuration. */
+static int load_minting(struct config *c, char *err, size_t errlen)
+{
+    minting_clear(&c->minting);
+    const struct minting_options o = {
+        .jwt_source = c->jwt_source,
+        .signing_key_files = c->signing_key_file,
+        .jwt_issuer = c->jwt_issuer,
+        .jwt_audience = c->jwt_audience,
+        .jwt_max_lifetime_s = c->jwt_max_lifetime_s,
+        .jwt_claims = c->jwt_claims,
+        .inactive_statuses = c->inactive_statuses,
+    };
+    return minting_load(&c->minting, &o, err, errlen);
+}
+
 /* On reload an admin token that cannot be read must not leave the old one valid (a rotation
  * after a leak): the admin API over http-listen goes off, and the rest of the reload applies. */
 static int admin_token_reload(struct config *c, char *err, size_t errlen)
@@ -232,7 +270,8 @@ static int finalize_rest(struct config *c, bool reload, char *err, size_t errlen
     int rc = reload ? admin_token_reload(c, err, errlen) : admin_token(c, err, errlen);
     if (rc < 0 || load_secret(c, err, errlen) < 0 || fleet_key(c, err, errlen) < 0 ||
         check_redis(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
-        check_client_auth(c, err, errlen) < 0)
+        check_client_auth(c, err, errlen) < 0 || check_logout(c, err, errlen) < 0 ||
+        load_minting(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;
@@ -270,5 +309,6 @@ void config_introspect(const struct config *c, struct introspect_config *out)
         .max_concurrent = c->max_concurrent_introspections,
         .max_response = c->max_response_size,
         .max_retries = c->introspection_retries,
+        .classify = &c->minting.classify,
     };
 }

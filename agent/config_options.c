@@ -294,6 +294,57 @@ const struct opt config_opts[] = {
      .help = "Longest wait for one Redis command; then the request goes on to the identity "
              "server (must be shorter than introspection-timeout)"},
 
+    {.name = "jwt-source",
+     .type = T_STRING,
+     FIELD(jwt_source),
+     .def = "auto",
+     .arg = "MODE",
+     .section = "Gateway-minted JWTs",
+     .help = "auto: forward the IdP's access-token JWT, mint for plain JSON and RFC 9701 answers; "
+             "idp: forward only what the IdP gives (plain JSON is a 502); mint: always mint"},
+    {.name = "signing-key-file",
+     .type = T_STRING,
+     FIELD(signing_key_file),
+     .arg = "FILES",
+     .help = "PEM keys, comma-separated: the first signs (EC P-256: ES256, RSA >= 2048: RS256, "
+             "Ed25519: EdDSA), the others stay in the JWKS (rotation); mode 0640 or stricter"},
+    {.name = "jwt-issuer",
+     .type = T_STRING,
+     FIELD(jwt_issuer),
+     .arg = "URI",
+     .help = "iss of minted JWTs (what APIs check)"},
+    {.name = "jwt-audience",
+     .type = T_STRING,
+     FIELD(jwt_audience),
+     .arg = "AUDS",
+     .help = "aud of minted JWTs, comma-separated: the first is the default, the others are those "
+             "routes may ask for with the SPOE audience argument (each gets its own JWT)"},
+    {.name = "jwt-max-lifetime",
+     .type = T_DURATION,
+     FIELD(jwt_max_lifetime_s),
+     .unit_ms = 1000,
+     .min = SEC(1),
+     .max = SEC(86400),
+     .def = "5m",
+     .help = "A minted JWT expires with the token, but at most this long after it was signed"},
+    {.name = "jwt-claims",
+     .type = T_STRING,
+     FIELD(jwt_claims),
+     .arg = "NAMES",
+     .help = "Claims copied from the introspection answer besides sub, client_id and scope "
+             "(default: auth_time acr amr nbf username groups roles entitlements cnf act)"},
+    {.name = "jwks-file",
+     .type = T_STRING,
+     FIELD(jwks_file),
+     .arg = "PATH",
+     .help = "Also write the JWKS to this file (mode 0644) at start and on every reload"},
+    {.name = "inactive-statuses",
+     .type = T_STRING,
+     FIELD(inactive_statuses),
+     .arg = "LIST",
+     .help = "IdP HTTP statuses (4xx) that mean \"inactive token\" (401), e.g. 400 for servers "
+             "that answer an unknown token with 400; default none"},
+
     {.name = "http-listen",
      .alias = "metrics-listen",
      .reload = RELOAD_RESTART,
@@ -322,6 +373,30 @@ const struct opt config_opts[] = {
      .max = SEC(600),
      .def = "5s",
      .help = "On shutdown, time requests in flight get to finish"},
+
+    {.name = "backchannel-logout-issuer",
+     .reload = RELOAD_RESTART,
+     .type = T_STRING,
+     FIELD(logout_issuer),
+     .arg = "ISSUER",
+     .section = "Revocation (OpenID Connect Back-Channel Logout)",
+     .help = "The identity server's issuer (iss of its logout tokens); with "
+             "backchannel-logout-jwks-url, serves POST /backchannel-logout on http-listen"},
+    {.name = "backchannel-logout-jwks-url",
+     .reload = RELOAD_RESTART,
+     .type = T_URL,
+     FIELD(logout_jwks_url),
+     .arg = "URL",
+     .help = "The identity server's JWKS: https:// (http:// only to a loopback host), fetched at "
+             "start, every 5 minutes and on an unknown kid (at most every 10 s); ca-file and "
+             "tls-insecure-skip-verify apply"},
+    {.name = "backchannel-logout-client-id",
+     .reload = RELOAD_RESTART,
+     .type = T_STRING,
+     FIELD(logout_client_id),
+     .arg = "ID",
+     .help = "aud of the logout tokens: the client id whose backchannel_logout_uri is this agent; "
+             "unset: client-id"},
 };
 
 const size_t config_nopts = sizeof(config_opts) / sizeof(config_opts[0]);

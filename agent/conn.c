@@ -292,6 +292,26 @@ void conn_disconnect(struct conn *c, int status, const char *message)
 
 /* ---- frames ---- */
 
+/* HAProxy 3.1 to 3.5 stop reading a pipelined SPOP connection for good once one read fills their
+ * receive buffer (tune.bufsize = max-frame-size + 4) with ACKs, and put up to 20 streams on one
+ * connection: pipelined answers above (tune.bufsize / 20) bytes can stall it (README, "HAProxy
+ * versions"). Their HELLO offers "pipelining" without 2.x's "async". Warned once per process. */
+#define HAPROXY3_STREAMS_PER_CONN 20
+static void warn_if_stall_prone(const struct conn *c, const struct spop_hello *h)
+{
+    if (h->healthcheck || !spop_caps_has(h->capabilities, "pipelining") ||
+        spop_caps_has(h->capabilities, "async"))
+        return;
+    if (c->set.counters->stall_prone_hellos++ > 0)
+        return;
+    uint32_t per_answer = (h->max_frame_size + 4) / HAPROXY3_STREAMS_PER_CONN;
+    log_warn("spop %s: HAProxy 3.x offers pipelining with tune.bufsize %u: it stalls a connection "
+             "once the answers waiting on it fill tune.bufsize, so JWTs above ~%u bytes can make "
+             "requests time out; add 'no option pipelining' to the SPOE agent section "
+             "(spoe/phantom-token.conf does on 3.1+)",
+             c->peer, h->max_frame_size + 4, per_answer > 256 ? per_answer - 256 : 0);
+}
+
 static void conn_on_hello(struct conn *c, const struct spop_frame *f)
 {
     struct spop_hello h;
@@ -311,6 +331,7 @@ static void conn_on_hello(struct conn *c, const struct spop_frame *f)
     if (h.max_frame_size < c->max_frame)
         c->max_frame = h.max_frame_size;
     c->healthcheck = h.healthcheck;
+    warn_if_stall_prone(c, &h);
 
     struct spop_writer w;
     conn_begin(c, &w);

@@ -179,9 +179,12 @@ static int decide_active(const struct decision_input *in, struct decision *out, 
     if (!scopes_satisfied(ti->claims.scope, required))
         return deny(out, 403, realm, "insufficient_scope", DESC_SCOPE, required);
 
+    /* A route asking for an audience the gateway does not mint for is a configuration error:
+     * refuse rather than forward a JWT the API was not meant to get. */
+    out->jwt = token_jwt_for(ti, in->audience, in->audience_len, &out->jwt_len);
+    if (!out->jwt)
+        return server_error(out, 500);
     out->status = 200;
-    out->jwt = ti->jwt;
-    out->jwt_len = ti->jwt_len;
     return 0;
 }
 

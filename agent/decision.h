@@ -37,6 +37,8 @@ struct decision_input {
     bool scopes_invalid; /* the route sent its scopes as something else than a string: 500 */
     const char *realm;   /* may be NULL: DECISION_DEFAULT_REALM */
     size_t realm_len;
+    const char *audience; /* the route's audience for a minted JWT (byte range), may be NULL */
+    size_t audience_len;
     int64_t now;       /* seconds since the epoch, to refuse an expired cached token */
     const char *cache; /* "hit", "miss", "coalesced", "negative", or NULL ("stale" comes from ti) */
 };
@@ -58,7 +60,8 @@ struct decision {
  *   BEARER_MALFORMED                      -> 400 invalid_request
  *   TOKEN_ACTIVE with exp <= now          -> 401 invalid_token (a cached entry outliving its token)
  *   TOKEN_ACTIVE, a required scope absent -> 403 insufficient_scope, scope="<required, normalised>"
- *   TOKEN_ACTIVE                          -> 200 with the JWT
+ *   TOKEN_ACTIVE                          -> 200 with the JWT (a minted entry: the one for the
+ *                                            route's audience; none configured for it -> 500)
  *   TOKEN_INACTIVE                        -> 401 invalid_token
  *   TOKEN_IDP_ERROR / _UNAVAIL / _UNKNOWN -> 502 / 503 / 500 server_error, no challenge
  * Required scopes are separated by spaces or tabs, matched exactly (case-sensitive) against the

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -179,47 +180,57 @@ static void trim(const char **s, size_t *len)
         (*len)--;
 }
 
-/* The active token that forwards jwt with the claims c (taken over). NULL on ENOMEM. */
-static struct token_info *active_token(const char *jwt, size_t len, struct token_claims c)
+/* The active token that forwards jwt (may be NULL for a claims-only answer) with the claims c
+ * (taken over) and the claims object obj (taken over, may be NULL). NULL on ENOMEM. */
+static struct token_info *active_token(const char *jwt, size_t len, struct token_claims c,
+                                       json_t *obj, enum idp_kind kind)
 {
-    struct token_info *ti = token_info_new(TOKEN_ACTIVE, "IdP returned a JWT");
-    char *copy = ti ? strndup(jwt, len) : NULL;
-    if (!copy) {
+    struct token_info *ti = token_info_new(TOKEN_ACTIVE, jwt ? "IdP returned a JWT"
+                                                             : "IdP returned claims without a JWT");
+    char *copy = ti && jwt ? strndup(jwt, len) : NULL;
+    if (!ti || (jwt && !copy)) {
         token_claims_clear(&c);
+        json_decref(obj);
         token_unref(ti);
         return NULL;
     }
     ti->jwt = copy;
-    ti->jwt_len = len;
+    ti->jwt_len = jwt ? len : 0;
     ti->claims = c;
+    ti->kind = kind;
+    token_info_set_introspection(ti, obj);
     return ti;
 }
 
-/* An active token from the JWT the IdP returned, or an IdP error when the JWT is unusable. */
-static struct token_info *active_from_jwt(const char *jwt, size_t len)
+/* An active token from the JWT the IdP returned, or an IdP error when the JWT is unusable. The
+ * claims, and the object kept for minting, come from the JWT's payload even when the JWT sat in a
+ * JSON answer: the decision and a minted JWT must say what the forwarded JWT says. */
+static struct token_info *active_from_jwt(const char *jwt, size_t len, bool keep)
 {
     struct token_claims c;
     const char *why;
+    json_t *obj = NULL;
     trim(&jwt, &len);
-    if (jwt_parse_claims(jwt, len, &c, &why) < 0)
+    if (jwt_parse_claims_obj(jwt, len, &c, keep ? &obj : NULL, &why) < 0)
         return token_info_new(TOKEN_IDP_ERROR, why);
-    return active_token(jwt, len, c);
+    return active_token(jwt, len, c, obj, IDP_KIND_JWT);
 }
 
 /* RFC 9701: the signed introspection answer. It may say "inactive" (a well-formed JWT that must
- * never be forwarded); when active, it is what the API receives, with the claims read from its
- * token_introspection object. */
-static struct token_info *from_introspection_jwt(const char *jwt, size_t len)
+ * never be forwarded); when active, its claims are read from its token_introspection object. The
+ * old mapping forwards it; with minting, finish.c replaces it by an access token. */
+static struct token_info *from_introspection_jwt(const char *jwt, size_t len, bool keep)
 {
     struct token_claims c;
     const char *why;
     bool active;
+    json_t *obj = NULL;
     trim(&jwt, &len);
-    if (jwt_parse_introspection(jwt, len, &active, &c, &why) < 0)
+    if (jwt_parse_introspection_obj(jwt, len, &active, &c, keep ? &obj : NULL, &why) < 0)
         return token_info_new(TOKEN_IDP_ERROR, why);
     if (!active)
         return token_info_new(TOKEN_INACTIVE, "IdP said the token is inactive");
-    return active_token(jwt, len, c);
+    return active_token(jwt, len, c, obj, IDP_KIND_INTROSPECTION);
 }
 
 /* The JWT member of an active JSON answer: "jwt" (Keycloak >= 25) or "phantom_token" (Curity). */
@@ -229,7 +240,17 @@ static json_t *json_jwt_member(json_t *obj)
     return j ? j : json_object_get(obj, "phantom_token");
 }
 
-static struct token_info *classify_json_object(json_t *obj)
+/* Plain RFC 7662: the claims are the answer's members. */
+static struct token_info *active_from_claims(json_t *obj)
+{
+    struct token_claims c;
+    const char *why;
+    if (jwt_claims_from_json(obj, &c, &why) < 0)
+        return token_info_new(TOKEN_IDP_ERROR, "IdP JSON answer has claims of the wrong type");
+    return active_token(NULL, 0, c, json_incref(obj), IDP_KIND_CLAIMS);
+}
+
+static struct token_info *classify_json_object(json_t *obj, bool keep)
 {
     json_t *active = json_object_get(obj, "active");
     if (!json_is_boolean(active))
@@ -237,40 +258,44 @@ static struct token_info *classify_json_object(json_t *obj)
     if (!json_is_true(active))
         return token_info_new(TOKEN_INACTIVE, "IdP said the token is inactive");
     json_t *jwt = json_jwt_member(obj);
-    if (!json_is_string(jwt))
+    if (jwt && !json_is_string(jwt))
+        return token_info_new(TOKEN_IDP_ERROR,
+                              "IdP JSON answer has a JWT member that is no string");
+    if (jwt)
+        return active_from_jwt(json_string_value(jwt), json_string_length(jwt), keep);
+    if (!keep)
         return token_info_new(TOKEN_IDP_ERROR, "IdP said active but returned no JWT");
-    return active_from_jwt(json_string_value(jwt), json_string_length(jwt));
+    return active_from_claims(obj);
 }
 
-static struct token_info *classify_json(const char *body, size_t len)
+static struct token_info *classify_json(const char *body, size_t len, bool keep)
 {
     json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(obj)) {
         json_decref(obj);
         return token_info_new(TOKEN_IDP_ERROR, "IdP answered 200 with unparseable JSON");
     }
-    struct token_info *ti = classify_json_object(obj);
+    struct token_info *ti = classify_json_object(obj, keep);
     json_decref(obj);
     return ti;
 }
 
-static struct token_info *classify_200(const struct idp_answer *a)
+static struct token_info *classify_200(const struct idp_answer *a, bool keep)
 {
     const char *body = a->body ? a->body : "";
     size_t len = a->body ? a->body_len : 0;
     switch (body_kind_of(a->content_type)) {
     case BODY_JWT:
-        return active_from_jwt(body, len);
+        return active_from_jwt(body, len, keep);
     case BODY_INTROSPECTION_JWT:
-        return from_introspection_jwt(body, len);
+        return from_introspection_jwt(body, len, keep);
     case BODY_JSON:
-        return classify_json(body, len);
+        return classify_json(body, len, keep);
     case BODY_OTHER:
         break;
     }
     return token_info_new(TOKEN_IDP_ERROR, "IdP answered 200 with an unexpected content type");
 }
-
 /* Every status but 200, per Curity's module: 204 is its "inactive"; 401/403 mean the agent's own
  * client credentials are wrong and 404 a wrong URL, IdP-side problems like 5xx; 503 keeps its
  * meaning so clients may retry; anything else is unexpected. */
@@ -295,10 +320,60 @@ static struct token_info *classify_status(long status)
     return token_info_new(TOKEN_IDP_UNKNOWN, "IdP answered an unexpected status");
 }
 
+/* ---- inactive statuses ---- */
+
+#define STATUS_SET_MIN 400
+#define STATUS_SET_MAX 499
+
+bool idp_status_in(const struct idp_status_set *set, long status)
+{
+    if (!set || status < STATUS_SET_MIN || status > STATUS_SET_MAX)
+        return false;
+    unsigned i = (unsigned)(status - STATUS_SET_MIN);
+    return (set->bits[i / 64] >> (i % 64)) & 1;
+}
+
+int idp_parse_statuses(const char *list, struct idp_status_set *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    const char *p = list ? list : "";
+    if (strcasecmp(p, "none") == 0)
+        return 0;
+    while (*p) {
+        p += strspn(p, ", \t");
+        size_t len = strcspn(p, ", \t");
+        if (!len)
+            continue;
+        long v = 0;
+        for (size_t i = 0; i < len && v <= STATUS_SET_MAX; i++)
+            v = p[i] >= '0' && p[i] <= '9' ? v * 10 + (p[i] - '0') : STATUS_SET_MAX + 1;
+        if (len > 3 || v < STATUS_SET_MIN || v > STATUS_SET_MAX) {
+            snprintf(err, errlen, "inactive-statuses: '%.*s' is not a status from %d to %d",
+                     (int)(len > 16 ? 16 : len), p, STATUS_SET_MIN, STATUS_SET_MAX);
+            return -1;
+        }
+        unsigned i = (unsigned)(v - STATUS_SET_MIN);
+        out->bits[i / 64] |= UINT64_C(1) << (i % 64);
+        p += len;
+    }
+    return 0;
+}
+
 struct token_info *idp_classify(const struct idp_answer *a)
 {
-    struct token_info *ti =
-        a->http_status == 200 ? classify_200(a) : classify_status(a->http_status);
+    return idp_classify_with(a, NULL);
+}
+
+struct token_info *idp_classify_with(const struct idp_answer *a, const struct idp_settings *s)
+{
+    bool keep = s && s->keep_claims;
+    struct token_info *ti;
+    if (a->http_status == 200)
+        ti = classify_200(a, keep);
+    else if (s && idp_status_in(s->inactive, a->http_status))
+        ti = token_info_new(TOKEN_INACTIVE, "IdP answered a status configured as inactive");
+    else
+        ti = classify_status(a->http_status);
     if (!ti)
         return NULL;
     long max_age;

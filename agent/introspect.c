@@ -57,6 +57,8 @@ struct settings {
     unsigned max_retries;
     char *form_auth;            /* "&client_id=..[&client_secret=..]" for CLIENT_AUTH_POST */
     struct curl_slist *headers; /* shared by every transfer; holds the Basic credentials */
+    struct idp_status_set inactive;
+    struct idp_settings classify; /* .inactive points at the member above */
 };
 
 struct request {
@@ -196,6 +198,12 @@ static struct settings *settings_new(const struct introspect_config *cfg)
     s->max_concurrent = cfg->max_concurrent ? cfg->max_concurrent : DEFAULT_MAX_CONCURRENT;
     s->max_response = cfg->max_response ? cfg->max_response : DEFAULT_MAX_RESPONSE;
     s->max_retries = cfg->max_retries;
+    if (cfg->classify) {
+        s->classify.keep_claims = cfg->classify->keep_claims;
+        if (cfg->classify->inactive)
+            s->inactive = *cfg->classify->inactive;
+    }
+    s->classify.inactive = &s->inactive;
     int rc = dup_opt(&s->url, cfg->url) | dup_opt(&s->ca_file, cfg->ca_file) |
              dup_opt(&s->client_cert, cfg->client_cert) | dup_opt(&s->client_key, cfg->client_key);
     if (rc == 0 && cfg->url && cfg->auth == CLIENT_AUTH_POST &&
@@ -550,7 +558,7 @@ static struct token_info *xfer_result(struct xfer *x, CURLcode rc, double ms, co
         .body = x->body_len ? x->body : NULL,
         .body_len = x->body_len,
     };
-    struct token_info *ti = idp_classify(&a);
+    struct token_info *ti = idp_classify_with(&a, &x->s->classify);
     if (!ti)
         return token_ref(&oom_answer);
     if (ti->outcome != TOKEN_ACTIVE && ti->outcome != TOKEN_INACTIVE) {

@@ -12,6 +12,7 @@
 #include <ev.h>
 
 #include "client_auth.h"
+#include "idp_response.h"
 #include "token.h"
 
 struct introspect_config {
@@ -29,6 +30,9 @@ struct introspect_config {
     unsigned max_concurrent;              /* default 64; more wait in a FIFO queue */
     size_t max_response;                  /* default 65536 bytes; larger is an IdP error */
     unsigned max_retries; /* 0 or 1: retry.c decides which failures, within timeout_ms */
+    /* Classification beyond the old mapping (kept claims, inactive statuses); copied. NULL: the
+     * old mapping. */
+    const struct idp_settings *classify;
 };
 
 /* Called once per introspector_start(), from the event loop (never from inside start()). ti is a

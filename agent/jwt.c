@@ -28,6 +28,32 @@ static int b64url_value(unsigned char c)
     return -1;
 }
 
+size_t b64url_encode(const void *data, size_t len, char *out)
+{
+    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const uint8_t *in = data;
+    size_t o = 0, i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = A[v >> 18];
+        out[o++] = A[(v >> 12) & 63];
+        out[o++] = A[(v >> 6) & 63];
+        out[o++] = A[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = A[v >> 18];
+        out[o++] = A[(v >> 12) & 63];
+    } else if (len - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = A[v >> 18];
+        out[o++] = A[(v >> 12) & 63];
+        out[o++] = A[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+    return o;
+}
+
 /* Drops up to two '=' of padding. Padding, when present, must complete a 4-char group, so that
  * "QQ=" (neither padded nor unpadded) is refused. Returns the unpadded length or -1. */
 static long strip_padding(const char *in, size_t len)
@@ -244,6 +270,10 @@ static int read_scope(json_t *payload, char **out)
 
 static int read_claims(json_t *payload, struct token_claims *c, const char **why)
 {
+    if (!json_is_object(payload)) {
+        *why = "claims are not a JSON object";
+        return -1;
+    }
     int r = read_exp(payload, &c->exp);
     if (r < 0) {
         *why = "JWT exp is not a valid NumericDate";
@@ -253,6 +283,10 @@ static int read_claims(json_t *payload, struct token_claims *c, const char **why
     if (read_string(payload, "sub", &c->sub) < 0 ||
         read_string(payload, "client_id", &c->client_id) < 0) {
         *why = "JWT sub or client_id is not a usable string";
+        return -1;
+    }
+    if (read_string(payload, "sid", &c->sid) < 0) {
+        *why = "JWT sid is not a usable string";
         return -1;
     }
     if (read_scope(payload, &c->scope) < 0) {
@@ -299,35 +333,46 @@ static json_t *check_jws(const char *jwt, size_t len, const char **why)
 }
 
 /* Reads the claims from the payload itself or, for an RFC 9701 answer, from its nested
- * "token_introspection" object, whose boolean "active" must be present. */
+ * "token_introspection" object, whose boolean "active" must be present. *from is the object the
+ * claims were read from (borrowed from payload), NULL when inactive. */
 static int claims_from(json_t *payload, const char *nested, bool *active, struct token_claims *c,
-                       const char **why)
+                       json_t **from, const char **why)
 {
     *active = true;
+    *from = payload;
     if (!nested)
         return read_claims(payload, c, why);
     json_t *obj = json_object_get(payload, nested);
     json_t *act = json_object_get(obj, "active");
+    *from = NULL;
     if (!json_is_object(obj) || !json_is_boolean(act)) {
         *why = "introspection JWT has no token_introspection object with a boolean active";
         return -1;
     }
     *active = json_is_true(act);
-    return *active ? read_claims(obj, c, why) : 0;
+    if (!*active)
+        return 0;
+    *from = obj;
+    return read_claims(obj, c, why);
 }
 
 static int parse(const char *jwt, size_t len, const char *nested, bool *active,
-                 struct token_claims *c, const char **why)
+                 struct token_claims *c, json_t **obj, const char **why)
 {
     const char *dummy;
     if (!why)
         why = &dummy;
     memset(c, 0, sizeof(*c));
+    if (obj)
+        *obj = NULL;
     *active = false;
     json_t *payload = check_jws(jwt, len, why);
     if (!payload)
         return -1;
-    int r = claims_from(payload, nested, active, c, why);
+    json_t *from;
+    int r = claims_from(payload, nested, active, c, &from, why);
+    if (r == 0 && obj && from)
+        *obj = json_incref(from);
     json_decref(payload);
     if (r < 0)
         token_claims_clear(c);
@@ -336,12 +381,36 @@ static int parse(const char *jwt, size_t len, const char *nested, bool *active,
 
 int jwt_parse_claims(const char *jwt, size_t len, struct token_claims *c, const char **why)
 {
+    return jwt_parse_claims_obj(jwt, len, c, NULL, why);
+}
+
+int jwt_parse_claims_obj(const char *jwt, size_t len, struct token_claims *c, json_t **obj,
+                         const char **why)
+{
     bool active;
-    return parse(jwt, len, NULL, &active, c, why);
+    return parse(jwt, len, NULL, &active, c, obj, why);
 }
 
 int jwt_parse_introspection(const char *jwt, size_t len, bool *active, struct token_claims *c,
                             const char **why)
 {
-    return parse(jwt, len, "token_introspection", active, c, why);
+    return jwt_parse_introspection_obj(jwt, len, active, c, NULL, why);
+}
+
+int jwt_parse_introspection_obj(const char *jwt, size_t len, bool *active, struct token_claims *c,
+                                json_t **obj, const char **why)
+{
+    return parse(jwt, len, "token_introspection", active, c, obj, why);
+}
+
+int jwt_claims_from_json(json_t *obj, struct token_claims *c, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    memset(c, 0, sizeof(*c));
+    int r = read_claims(obj, c, why);
+    if (r < 0)
+        token_claims_clear(c);
+    return r;
 }

@@ -33,10 +33,24 @@
 #define WIRE_INACTIVE 2
 
 /* Field numbers of the value map. Unknown numbers are skipped (a later agent may add fields). */
-enum vfield { V_VERSION, V_OUTCOME, V_EXPIRES, V_JWT, V_EXP, V_SUB, V_CLIENT_ID, V_SCOPE, V_SID };
+enum vfield {
+    V_VERSION,
+    V_OUTCOME,
+    V_EXPIRES,
+    V_JWT,
+    V_EXP,
+    V_SUB,
+    V_CLIENT_ID,
+    V_SCOPE,
+    V_SID,
+    V_MINTED_AUD, /* present: the gateway minted V_JWT for this audience (token_info.aud) */
+    V_ALT0,       /* minted JWTs for other audiences: aud at V_ALT0 + 2i, JWT at V_ALT0 + 2i + 1 */
+};
+/* Per-audience JWTs an entry can carry (the field numbers stay below FIELD_SLOTS). */
+#define L2_MAX_ALTS 7
 /* Field numbers of the purge map. */
 enum pfield { P_VERSION, P_KIND, P_VALUE, P_TS, P_ID, P_ORIGIN };
-#define FIELD_SLOTS 16
+#define FIELD_SLOTS 32
 
 struct l2_codec {
     uint8_t k_entry[L2_KEY_LEN], k_value[32], k_purge[32];
@@ -380,7 +394,8 @@ static int pack_value(msgpack_packer *pk, const struct token_info *ti, int64_t e
     bool act = ti->outcome == TOKEN_ACTIVE;
     const struct token_claims *cl = &ti->claims;
     unsigned pairs = 3 + (act ? 1 : 0) + (act && cl->has_exp) + (act && cl->sub) +
-                     (act && cl->client_id) + (act && cl->scope);
+                     (act && cl->client_id) + (act && cl->scope) + (act && cl->sid) +
+                     (act && ti->minted && ti->aud) + (act ? 2 * (unsigned)ti->nalts : 0);
     int e = msgpack_pack_map(pk, pairs) || msgpack_pack_unsigned_int(pk, V_VERSION) ||
             msgpack_pack_unsigned_int(pk, L2_VALUE_VERSION) ||
             msgpack_pack_unsigned_int(pk, V_OUTCOME) ||
@@ -397,7 +412,15 @@ static int pack_value(msgpack_packer *pk, const struct token_info *ti, int64_t e
         e = pack_str(pk, V_CLIENT_ID, cl->client_id, strlen(cl->client_id));
     if (!e && cl->scope)
         e = pack_str(pk, V_SCOPE, cl->scope, strlen(cl->scope));
-    /* V_SID: written once token_claims carries the session id. */
+    if (!e && cl->sid)
+        e = pack_str(pk, V_SID, cl->sid, strlen(cl->sid));
+    if (!e && ti->minted && ti->aud)
+        e = pack_str(pk, V_MINTED_AUD, ti->aud, strlen(ti->aud));
+    for (size_t i = 0; !e && i < ti->nalts; i++) {
+        const struct token_alt_jwt *a = &ti->alts[i];
+        e = pack_str(pk, V_ALT0 + 2 * (unsigned)i, a->aud, strlen(a->aud)) ||
+            pack_str(pk, V_ALT0 + 2 * (unsigned)i + 1, a->jwt, a->jwt_len);
+    }
     return e;
 }
 
@@ -411,7 +434,14 @@ static bool shareable(const struct token_info *ti, int64_t expires_ms)
         memchr(ti->jwt, '\0', ti->jwt_len))
         return false;
     const struct token_claims *cl = &ti->claims;
+    if (ti->nalts > L2_MAX_ALTS || (ti->nalts && !(ti->minted && ti->aud)))
+        return false;
+    for (size_t i = 0; i < ti->nalts; i++)
+        if (!ti->alts[i].aud || !field_ok(ti->alts[i].aud) || !ti->alts[i].jwt ||
+            ti->alts[i].jwt_len == 0 || ti->alts[i].jwt_len > L2_FIELD_MAX)
+            return false;
     return field_ok(cl->sub) && field_ok(cl->client_id) && field_ok(cl->scope) &&
+           field_ok(cl->sid) && field_ok(ti->minted ? ti->aud : NULL) &&
            (!cl->has_exp || (cl->exp >= 0 && cl->exp <= JWT_MAX_EXP));
 }
 
@@ -421,8 +451,11 @@ static size_t plain_estimate(const struct token_info *ti)
     const struct token_claims *cl = &ti->claims;
     size_t n = 64 + ti->jwt_len;
     n += (cl->sub ? strlen(cl->sub) : 0) + (cl->client_id ? strlen(cl->client_id) : 0) +
-         (cl->scope ? strlen(cl->scope) : 0);
-    return n + 8 * 6;
+         (cl->scope ? strlen(cl->scope) : 0) + (cl->sid ? strlen(cl->sid) : 0) +
+         (ti->minted && ti->aud ? strlen(ti->aud) : 0);
+    for (size_t i = 0; i < ti->nalts; i++)
+        n += strlen(ti->alts[i].aud) + ti->alts[i].jwt_len + 2 * 8;
+    return n + 8 * 8;
 }
 
 enum l2_status l2_value_encode(const struct l2_codec *c, const uint8_t ek[L2_KEY_LEN],
@@ -453,6 +486,28 @@ enum l2_status l2_value_encode(const struct l2_codec *c, const uint8_t ek[L2_KEY
     return st;
 }
 
+/* The per-audience JWTs of a minted entry: consecutive (aud, JWT) pairs, both strings, only on a
+ * minted entry; a half pair is a field error. */
+static enum l2_status fill_alts(const msgpack_object *const f[FIELD_SLOTS], struct token_info *ti)
+{
+    size_t n = 0;
+    while (n < L2_MAX_ALTS && (f[V_ALT0 + 2 * n] || f[V_ALT0 + 2 * n + 1]))
+        n++;
+    if (!n)
+        return L2_OK;
+    if (!ti->minted || !(ti->alts = calloc(n, sizeof(*ti->alts))))
+        return ti->minted ? L2_E_NOMEM : L2_E_FIELD;
+    for (size_t i = 0; i < n; i++) {
+        struct token_alt_jwt *a = &ti->alts[ti->nalts++];
+        const msgpack_object *aud = f[V_ALT0 + 2 * i], *jwt = f[V_ALT0 + 2 * i + 1];
+        if (!aud || !jwt || aud->type != MSGPACK_OBJECT_STR || jwt->type != MSGPACK_OBJECT_STR ||
+            !jwt->via.str.size || !dup_str(aud, &a->aud, NULL) ||
+            !dup_str(jwt, &a->jwt, &a->jwt_len))
+            return L2_E_FIELD;
+    }
+    return L2_OK;
+}
+
 static enum l2_status fill_active(const msgpack_object *const f[FIELD_SLOTS], struct token_info *ti)
 {
     if (!f[V_JWT] || f[V_JWT]->type != MSGPACK_OBJECT_STR || f[V_JWT]->via.str.size == 0)
@@ -461,12 +516,12 @@ static enum l2_status fill_active(const msgpack_object *const f[FIELD_SLOTS], st
     if (!dup_str(f[V_JWT], &ti->jwt, &ti->jwt_len) || !dup_str(f[V_SUB], &cl->sub, NULL) ||
         !dup_str(f[V_CLIENT_ID], &cl->client_id, NULL) || !dup_str(f[V_SCOPE], &cl->scope, NULL))
         return L2_E_FIELD;
-    /* V_SID is accepted (checked like the other strings) and dropped until token_claims has it. */
-    char *sid = NULL;
-    bool sid_ok = dup_str(f[V_SID], &sid, NULL);
-    free(sid);
-    if (!sid_ok)
+    if (!dup_str(f[V_SID], &cl->sid, NULL) || !dup_str(f[V_MINTED_AUD], &ti->aud, NULL))
         return L2_E_FIELD;
+    ti->minted = ti->aud != NULL;
+    enum l2_status st = fill_alts(f, ti);
+    if (st != L2_OK)
+        return st;
     if (f[V_EXP]) {
         if (!get_int(f[V_EXP], 0, JWT_MAX_EXP, &cl->exp))
             return L2_E_FIELD;

@@ -21,7 +21,10 @@
 #include "http_router.h"
 #include "http_server.h"
 #include "l2_codec.h"
+#include "fleet.h"
 #include "log.h"
+#include "purge_apply.h"
+#include "revoke.h"
 #include "version.h"
 
 struct daemon {
@@ -31,7 +34,9 @@ struct daemon {
     struct cache *cache;
     struct agent agent;
     struct http_server *http;
-    ev_tstamp started; /* loop time at start, for /admin/status */
+    struct revoke *revoke; /* /admin/purge, /admin/cache, /backchannel-logout */
+    struct fleet *fleet;   /* purges broadcast over the shared cache's Redis; NULL without it */
+    ev_tstamp started;     /* loop time at start, for /admin/status */
     ev_signal sigterm, sigint, sighup;
     ev_timer drain_deadline;
     ev_prepare drain_check;
@@ -74,6 +79,28 @@ static void free_config(struct config *c)
     free(c);
 }
 
+/* jwks-file: the JWKS for APIs that read it from disk, rewritten with every configuration (a
+ * reload may bring new keys). A failure is logged, never fatal: the HTTP route still serves it. */
+static void write_jwks_file(const struct config *c)
+{
+    if (!c->jwks_file || !c->minting.minter.keys)
+        return;
+    char err[512];
+    if (keyring_write_jwks(c->minting.minter.keys, c->jwks_file, err, sizeof(err)) < 0)
+        log_error("%s", err);
+    else
+        log_info("JWKS written to %s (%zu key(s))", c->jwks_file, c->minting.minter.keys->nkeys);
+}
+
+static void log_signing_key(const struct config *c)
+{
+    const struct jws_key *k = keyring_signer(c->minting.minter.keys);
+    if (k)
+        log_info("minted JWTs (jwt-source %s) signed with %s key %s, %zu key(s) published",
+                 jwt_source_name(c->minting.mode), jws_alg_name(k->alg), k->kid,
+                 c->minting.minter.keys->nkeys);
+}
+
 static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct daemon *d = w->data;
@@ -93,6 +120,8 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
     cache_reconfigure(d->cache, &next->cache);
     free_config(d->cfg);
     d->cfg = next;
+    write_jwks_file(next);
+    log_signing_key(next);
     if (d->http && http_server_set_admin_token(d->http, next->admin_token) < 0) {
         http_server_set_admin_token(d->http, NULL); /* fail closed: not the old token */
         log_error("reload: out of memory for the admin token; the admin API is off");
@@ -158,6 +187,25 @@ static void serve_healthz(void *ud, const struct http_request *req, struct http_
                        strdup(d->agent.draining ? "draining\n" : "ok\n"));
 }
 
+/* text followed by more (both malloc'd, more is freed); NULL when either is (the answer is then a
+ * 500 rather than metrics with a part silently missing). */
+static char *append_text(char *text, char *more)
+{
+    if (!text || !more) {
+        free(text);
+        free(more);
+        return NULL;
+    }
+    size_t a = strlen(text), b = strlen(more);
+    char *all = realloc(text, a + b + 1);
+    if (all)
+        memcpy(all + a, more, b + 1);
+    else
+        free(text);
+    free(more);
+    return all;
+}
+
 static void serve_metrics(void *ud, const struct http_request *req, struct http_response *resp)
 {
     struct daemon *d = ud;
@@ -165,8 +213,12 @@ static void serve_metrics(void *ud, const struct http_request *req, struct http_
     const struct metrics *workers[1] = {&d->agent.metrics};
     struct cache_stats cs;
     cache_get_stats(d->cache, &cs);
-    http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8",
-                       metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp)));
+    char *text = metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp));
+    if (d->revoke)
+        text = append_text(text, revoke_metrics_text(d->revoke));
+    if (d->fleet)
+        text = append_text(text, fleet_metrics_text(d->fleet));
+    http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text);
 }
 
 /* What an operator asks first: which build, since when, how busy. */
@@ -190,9 +242,95 @@ static void serve_admin_status(void *ud, const struct http_request *req, struct 
     free(text);
 }
 
+/* ---- revocation: what a purge reaches (revoke_ops) ------------------------------------------ */
+
+static void rv_token_key(void *ud, const char *token, size_t len, uint8_t out[PURGE_KEY_LEN])
+{
+    struct daemon *d = ud;
+    struct cache_key k;
+    cache_key_of(d->cache, token, len, &k);
+    memcpy(out, k.b, PURGE_KEY_LEN);
+}
+
+/* Every tier a token can be served from. L1 (with its in-flight introspections) today; the shared
+ * L2 (issue 13), the HAProxy fast path (issue 12) and the fleet broadcast hook in here: each drops
+ * the same selection, and the broadcast publishes sel for the other agents. */
+static size_t rv_purge(void *ud, const struct purge_selector *sel)
+{
+    struct daemon *d = ud;
+    size_t n = purge_apply(d->cache, sel); /* L1, its flights, and tombstones against L2 hits */
+    if (d->fleet)
+        fleet_publish(d->fleet, sel); /* the other agents; DEL of a token's L2 entry */
+    return n;
+}
+
+static void on_fleet_state(void *ud, bool up)
+{
+    fleet_subscriber_state(ud, up);
+}
+
+/* With the shared cache, purges go to the whole fleet over its Redis. */
+static int start_fleet(struct daemon *d)
+{
+    char err[256];
+    if (!d->agent.l2)
+        return 0;
+    d->fleet = fleet_new(d->agent.l2, d->agent.l2_codec, d->cfg->cache_redis_prefix, d->cache, err,
+                         sizeof(err));
+    if (!d->fleet) {
+        log_error("fleet purges: %s", err);
+        return -1;
+    }
+    d->agent.l2_subscriber_state = on_fleet_state;
+    d->agent.l2_subscriber_ud = d->fleet;
+    return 0;
+}
+
+static size_t rv_list(void *ud, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
+                      void *ctx)
+{
+    struct daemon *d = ud;
+    return purge_list(d->cache, sel, max, fn, ctx);
+}
+
+static int start_revoke(struct daemon *d, struct ev_loop *loop)
+{
+    static const struct revoke_ops ops = {
+        .token_key = rv_token_key, .purge = rv_purge, .list = rv_list};
+    const struct config *c = d->cfg;
+    struct revoke_config rc = {
+        .issuer = c->logout_issuer,
+        .client_id = c->logout_client_id ? c->logout_client_id : c->client_id,
+        .jwks_url = c->logout_jwks_url,
+        .ca_file = c->ca_file,
+        .insecure = c->tls_insecure_skip_verify,
+    };
+    char err[256];
+    d->revoke = revoke_new(loop, &rc, &ops, d, err, sizeof(err));
+    if (!d->revoke) {
+        log_error("revocation: %s", err);
+        return -1;
+    }
+    if (revoke_logout_enabled(d->revoke))
+        log_info("back-channel logout for %s, keys from %s", c->logout_issuer, c->logout_jwks_url);
+    return 0;
+}
+
+/* The gateway's public keys (RFC 7517), for APIs verifying minted JWTs. Short max-age: after a
+ * rotation, APIs see the new key within minutes (and jose-style clients refetch on an unknown kid).
+ */
+static void serve_jwks(void *ud, const struct http_request *req, struct http_response *resp)
+{
+    struct daemon *d = ud;
+    size_t len;
+    http_response_json(resp, 200, minting_jwks(&d->cfg->minting, &len));
+    resp->cache_control = "public, max-age=300";
+}
+
 static void add_routes(struct daemon *d, struct http_router *r)
 {
     const struct http_route routes[] = {
+        {.method = "GET", .path = "/.well-known/jwks.json", .fn = serve_jwks, .ud = d},
         {.method = "GET", .path = "/metrics", .fn = serve_metrics, .ud = d},
         {.method = "GET", .path = "/healthz", .fn = serve_healthz, .ud = d},
         {.method = "GET",
@@ -204,6 +342,8 @@ static void add_routes(struct daemon *d, struct http_router *r)
     http_router_init(r);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         http_router_add(r, &routes[i]); /* cannot fail: distinct, and fewer than the maximum */
+    if (d->revoke && revoke_add_routes(d->revoke, r) != 0)
+        log_error("http: no room for the revocation routes"); /* HTTP_ROUTES_MAX is far above */
 }
 
 static int start_http(struct daemon *d, struct ev_loop *loop)
@@ -257,9 +397,11 @@ static int run(struct daemon *d)
         cache_free(d->cache);
         return 1;
     }
-    if (start_http(d, loop) < 0) {
+    if (start_fleet(d) < 0 || start_revoke(d, loop) < 0 || start_http(d, loop) < 0) {
         http_server_stop(d->http);
+        revoke_free(d->revoke);
         agent_fini(&d->agent);
+        fleet_free(d->fleet); /* after the Redis client, which may still call it */
         cache_free(d->cache);
         return 1;
     }
@@ -269,7 +411,9 @@ static int run(struct daemon *d)
     ev_run(loop, 0);
 
     http_server_stop(d->http);
+    revoke_free(d->revoke);
     agent_fini(&d->agent);
+    fleet_free(d->fleet);
     cache_free(d->cache);
     log_info("stopped");
     return 0;
@@ -291,6 +435,8 @@ int main(int argc, char **argv)
         printf("configuration is valid\n");
     else if (action == CONFIG_RUN) {
         log_init(d.cfg->log_level, d.cfg->syslog);
+        write_jwks_file(d.cfg);
+        log_signing_key(d.cfg);
         rc = run(&d);
     }
     free_config(d.cfg);

@@ -8,6 +8,7 @@
 #include "cache.h"
 #include "introspect.h"
 #include "metrics.h"
+#include "minting.h"
 #include "pipeline.h"
 #include "ratelimit.h"
 
@@ -26,9 +27,10 @@ struct l2_codec;
 int stage_l2_add(struct pipeline *p, struct redis_client *rc, const struct l2_codec *codec,
                  const char *prefix, struct cache *cache, struct metrics *m);
 
-/* "finish": turns the classified answer into what the API receives. Today a pass-through (the
- * IdP's JWT is forwarded); minting a gateway JWT replaces it (issue 11). */
-int stage_finish_add(struct pipeline *p);
+/* "finish": turns the classified answer into what the API receives (finish.h): the IdP's JWT, or
+ * one the gateway mints. current() gives the minting settings in force (NULL, or current NULL:
+ * pass-through); it is called on the loop for each answer. */
+int stage_finish_add(struct pipeline *p, const struct minting *(*current)(void *ud), void *ud);
 
 /* "introspect": RFC 7662 through the introspector (borrowed; it classifies the answer too, with
  * idp_classify()), and counts the IdP's outcomes and latency in m (borrowed). Always answers. */

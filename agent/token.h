@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* What the identity server said about the token. The HTTP status the client gets follows. */
 enum token_outcome {
     TOKEN_ACTIVE,      /* 200: forward the JWT */
@@ -23,6 +25,24 @@ struct token_claims {
     char *sub;       /* NUL-terminated or NULL */
     char *client_id; /* NUL-terminated or NULL */
     char *scope;     /* space-separated, single spaces, no leading/trailing space; or NULL */
+    char *sid;       /* OpenID session id (purge by session); NUL-terminated or NULL */
+};
+
+/* What the identity server handed back for an active token; the finishing stage (finish.h)
+ * decides from it whether the JWT is forwarded or a new one is minted. */
+enum idp_kind {
+    IDP_KIND_NONE,          /* not active, or built before classification knew */
+    IDP_KIND_JWT,           /* an access-token JWT to forward (application/jwt, "jwt", ...) */
+    IDP_KIND_CLAIMS,        /* plain RFC 7662 JSON: claims only, no JWT */
+    IDP_KIND_INTROSPECTION, /* RFC 9701 signed introspection answer */
+};
+
+/* A minted JWT for one of the other configured audiences (routes choose with the SPOE audience
+ * argument). */
+struct token_alt_jwt {
+    char *aud; /* NUL-terminated */
+    char *jwt; /* NUL-terminated */
+    size_t jwt_len;
 };
 
 struct token_info {
@@ -41,7 +61,23 @@ struct token_info {
     /* Served from a cache entry past its TTL because the IdP failed (stale-if-error). Never
      * stored again: the cache does not extend an entry's life. */
     bool stale;
+    enum idp_kind kind; /* for TOKEN_ACTIVE: what the IdP gave */
+    /* The introspected claims (the RFC 7662 JSON object, the JWT payload or RFC 9701's
+     * token_introspection), owned, for minting; NULL when not kept. Never modified once the entry
+     * is shared: jansson reads are safe from several threads, writes are not. */
+    json_t *introspection;
+    size_t introspection_size;  /* estimated heap bytes of introspection, for token_info_size */
+    bool minted;                /* jwt was signed by the agent (finish.c), not the IdP's */
+    char *aud;                  /* minted entries only: the aud of jwt; owned */
+    struct token_alt_jwt *alts; /* minted entries only: one JWT per extra audience; owned */
+    size_t nalts;
 };
+
+/* The JWT to forward for a request asking for audience (a byte range; NULL or empty: the default
+ * jwt). Only minted entries have per-audience JWTs: for the IdP's own JWT the audience is not
+ * ours to choose and jwt is returned. NULL when a minted entry has no JWT for that audience. */
+const char *token_jwt_for(const struct token_info *ti, const char *audience, size_t audience_len,
+                          size_t *jwt_len);
 
 /* Allocates an entry with refcnt 1 and the given outcome; jwt and claims empty. NULL on ENOMEM. */
 struct token_info *token_info_new(enum token_outcome outcome, const char *reason);
@@ -52,6 +88,9 @@ void token_claims_clear(struct token_claims *c);
 /* A copy of an active entry marked stale (stale-if-error): the JWT and the claims duplicated, the
  * caching hints dropped. NULL on ENOMEM or when ti is not active. */
 struct token_info *token_info_stale_copy(const struct token_info *ti);
+/* Takes over obj (a JSON object) as ti->introspection and records its estimated size. NULL
+ * drops the current one. */
+void token_info_set_introspection(struct token_info *ti, json_t *obj);
 
 /* Bytes the entry holds on the heap, for the cache's byte budget. */
 size_t token_info_size(const struct token_info *ti);

@@ -310,7 +310,8 @@ int main(int argc, char **argv)
     /* The daemon's chain without its introspection stage (every lookup here hits) and without a
      * listener: the connections come from agent_adopt(). */
     struct pipeline *chain = pipeline_new();
-    if (!cache || !chain || stage_l1_add(chain, cache) < 0 || stage_finish_add(chain) < 0) {
+    if (!cache || !chain || stage_l1_add(chain, cache) < 0 ||
+        stage_finish_add(chain, NULL, NULL) < 0) {
         fprintf(stderr, "bench_decision: out of memory\n");
         return 1;
     }

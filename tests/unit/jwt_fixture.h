@@ -1,5 +1,5 @@
-/* Builds JWTs for the unit tests of jwt.c and idp_response.c. The agent only ever decodes
- * base64url, so the encoder lives with the tests. Include after <cmocka.h>. */
+/* Builds JWTs for the unit tests of jwt.c and idp_response.c (with jwt.c's own encoder, which the
+ * signing code uses too). Include after <cmocka.h>. */
 #ifndef PTA_TEST_JWT_FIXTURE_H
 #define PTA_TEST_JWT_FIXTURE_H
 
@@ -7,28 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Writes base64url (no padding) of in[0, len) and a NUL to out; returns the chars written. */
-static inline size_t b64url_encode(const void *in, size_t len, char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    const uint8_t *p = in;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        acc = (acc << 8) | p[i];
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out[o++] = alphabet[(acc >> bits) & 63];
-        }
-    }
-    if (bits > 0)
-        out[o++] = alphabet[(acc << (6 - bits)) & 63];
-    out[o] = '\0';
-    return o;
-}
+#include "jwt.h"
 
 /* header.payload.signature from two JSON texts and a fake signature; free() the result. */
 static inline char *make_jwt(const char *header, const char *payload, const char *sig)

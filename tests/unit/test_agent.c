@@ -85,7 +85,7 @@ static struct pipeline *daemon_chain_with_fake(struct fixture *fx)
     struct pipeline *p = pipeline_new();
     assert_non_null(p);
     assert_int_equal(stage_l1_add(p, fx->cache), 0);
-    assert_int_equal(stage_finish_add(p), 0);
+    assert_int_equal(stage_finish_add(p, NULL, NULL), 0);
     assert_int_equal(pipeline_add(p, &fake_ops, &fx->idp), 0);
     return p;
 }

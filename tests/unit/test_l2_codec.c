@@ -244,6 +244,55 @@ static void test_round_trip_active(void **state)
     l2_codec_free(c);
 }
 
+/* A minted entry keeps what the decision needs on an L2 hit: that it was minted, its audience, the
+ * per-audience JWTs routes choose from, and the session id (purge by sid). */
+static void test_round_trip_minted(void **state)
+{
+    (void)state;
+    struct l2_codec *c = codec(fleet_key);
+    uint8_t ek[L2_KEY_LEN];
+    ek_of(c, "opaque-token", ek);
+    struct token_info *ti = active_ti();
+    ti->minted = true;
+    ti->aud = strdup("https://api");
+    ti->claims.sid = strdup("sess-9");
+    ti->alts = calloc(2, sizeof(*ti->alts));
+    const char *auds[] = {"https://orders", "https://billing"}, *jwts[] = {"eyJo.p.s", "eyJb.q.t"};
+    for (size_t i = 0; i < 2; i++) {
+        ti->alts[i].aud = strdup(auds[i]);
+        ti->alts[i].jwt = strdup(jwts[i]);
+        ti->alts[i].jwt_len = strlen(jwts[i]);
+    }
+    ti->nalts = 2;
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(l2_value_encode(c, ek, ti, NOW + 90500, &blob, &len), L2_OK);
+    assert_null(memmem(blob, len, "orders", 6));
+    struct token_info *got;
+    int64_t exp_ms;
+    assert_int_equal(l2_value_decode(c, ek, blob, len, NOW, &got, &exp_ms), L2_OK);
+    assert_true(got->minted);
+    assert_string_equal(got->aud, "https://api");
+    assert_string_equal(got->claims.sid, "sess-9");
+    assert_int_equal(got->nalts, 2);
+    for (size_t i = 0; i < 2; i++) {
+        size_t jl;
+        const char *j = token_jwt_for(got, auds[i], strlen(auds[i]), &jl);
+        assert_non_null(j);
+        assert_string_equal(j, jwts[i]);
+        assert_int_equal(jl, strlen(jwts[i]));
+    }
+    size_t jl;
+    assert_null(token_jwt_for(got, "https://other", 13, &jl)); /* never another audience's JWT */
+    token_unref(got);
+    free(blob);
+    /* Per-audience JWTs on an entry the gateway did not mint: refused, not shared. */
+    ti->minted = false;
+    assert_int_equal(l2_value_encode(c, ek, ti, NOW + 90500, &blob, &len), L2_E_FIELD);
+    token_unref(ti);
+    l2_codec_free(c);
+}
+
 static void test_round_trip_inactive_and_minimal(void **state)
 {
     (void)state;
@@ -680,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_redis_key),
         cmocka_unit_test(test_round_trip_active),
+        cmocka_unit_test(test_round_trip_minted),
         cmocka_unit_test(test_round_trip_inactive_and_minimal),
         cmocka_unit_test(test_encode_refuses),
         cmocka_unit_test(test_tamper_every_byte),

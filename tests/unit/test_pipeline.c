@@ -157,7 +157,7 @@ static void test_l1_fills_the_cache(void **state)
     idp.shared = idp.trace;
     struct pipeline *p = pipeline_new();
     assert_int_equal(stage_l1_add(p, c), 0);
-    assert_int_equal(stage_finish_add(p), 0);
+    assert_int_equal(stage_finish_add(p, NULL, NULL), 0);
     assert_int_equal(pipeline_add(p, &fake_ops, &idp), 0);
     assert_string_equal(pipeline_stage_name(p, 0), "l1");
     assert_string_equal(pipeline_stage_name(p, 1), "finish");
