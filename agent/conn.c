@@ -91,8 +91,6 @@ void conn_destroy(struct conn *c)
     list_del(&c->dirty_link);
     if (list_linked(&c->close_link)) {
         list_del(&c->close_link);
-        if (list_empty(&c->set.flusher->closing))
-            ev_idle_stop(loop, &c->set.flusher->nowait);
     }
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
@@ -112,8 +110,7 @@ void conn_close_soon(struct conn *c)
     if (list_linked(&c->close_link))
         return;
     /* An active ev_idle keeps the loop from blocking (and alive) until the prepare frees it. */
-    if (list_empty(&c->set.flusher->closing))
-        ev_idle_start(loop, &c->set.flusher->nowait);
+    ev_idle_start(loop, &c->set.flusher->nowait);
     list_insert(&c->set.flusher->closing, &c->close_link);
 }
 
@@ -226,7 +223,10 @@ void conn_flush_dirty(struct conn_flusher *fl)
 
 static void on_nowait(struct ev_loop *loop, ev_idle *w, int revents)
 {
-    conn_reap_closing(w->data); /* normally done by the prepare already */
+    /* Runs once the loop has nothing else to do: the prepare freed the connections, and the
+     * other prepares (the drain check) have seen them gone. Only now may the loop block. */
+    conn_reap_closing(w->data);
+    ev_idle_stop(loop, w);
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -258,6 +258,7 @@ void conn_flusher_stop(struct conn_flusher *fl)
     if (!ev_is_active(&fl->prepare))
         return;
     conn_reap_closing(fl);
+    ev_idle_stop(fl->loop, &fl->nowait);
     ev_ref(fl->loop);
     ev_prepare_stop(fl->loop, &fl->prepare);
 }

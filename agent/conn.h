@@ -28,7 +28,7 @@ struct conn_flusher {
     struct list dirty;
     struct list closing; /* closed with conn_close_soon(), freed before the loop next waits */
     ev_prepare prepare;
-    ev_idle nowait; /* active while closing is not empty: the loop does not block meanwhile */
+    ev_idle nowait; /* from a close until the loop idles: it does not block meanwhile */
 };
 
 /* Starts the ev_prepare (unreferenced: flushing alone never keeps a loop alive; a connection
