@@ -627,6 +627,8 @@ static void on_l2_state(void *ud, bool subscriber, bool up)
     struct agent *a = ud;
     if (!subscriber)
         a->metrics.l2_up = up;
+    else if (a->l2_subscriber_state)
+        a->l2_subscriber_state(a->l2_subscriber_ud, up);
 }
 
 /* The shared cache's codec and client (connecting from now on, in the background). */

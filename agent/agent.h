@@ -37,8 +37,11 @@ struct agent {
     struct ratelimit admission;          /* max-introspection-rate (rate 0: off) */
     struct redis_client *l2;             /* owned; NULL without cache-redis-url */
     struct l2_codec *l2_codec;           /* owned; with l2 */
-    struct listener *listener;           /* NULL with agent_init_with() */
-    struct list sessions;                /* one per SPOP connection (struct session in agent.c) */
+    /* Told when l2's subscriber connection goes up or down (the fleet purge broadcast). */
+    void (*l2_subscriber_state)(void *ud, bool up);
+    void *l2_subscriber_ud;
+    struct listener *listener; /* NULL with agent_init_with() */
+    struct list sessions;      /* one per SPOP connection (struct session in agent.c) */
     struct conn_flusher flusher;
     struct conn_settings conn_set; /* what new connections get; max_frame fixed at start */
     unsigned nconns;

@@ -17,13 +17,20 @@
  * array is served by mmap(), so untouched buckets cost no RSS.
  *
  * Memory per entry (x86-64; glibc malloc rounds each block up to 16 and adds 8..16 bytes):
- *   struct cache_node        80 bytes (key 32, chain 8, LRU/waiters 16, ti 8, expiry 8, cost 8),
- *                            a 96-byte malloc chunk
+ *   struct cache_node       200 bytes (key 32, chain 8, LRU or waiters + stale entry + purge
+ *                            generation 32, ti 8, expiry 8, cost 8, four index links 96, token id
+ *                            6 + flag), a 208-byte malloc chunk
  *   bucket slot               8 bytes (load factor <= 1)
+ *   index groups        <= 4 x 40 bytes (one per distinct sub, client_id, sid, token id; shared)
  *   struct token_info        88 bytes, plus the JWT and claim strings (token_info_size())
- * cache_entry_overhead() (node + slot = 88) plus token_info_size() is what max_bytes counts. With
- * a 1 KiB JWT and three short claims bench_cache counts 1252 bytes per entry and measures 1353 in
- * RSS at 1 M entries: the ~8% gap is malloc's per-block overhead on the six blocks of an entry.
+ * cache_entry_overhead() (node + slot + four groups = 368) plus token_info_size() is what
+ * max_bytes counts. With a 1 KiB JWT and three short claims bench_cache counted 1532 bytes per
+ * entry and measured 1537 in RSS at 1 M entries (1353 before the purge indexes), 8 bytes less
+ * than now (the stale-if-error pointer came later).
+ *
+ * Purge (issue 14). The secondary indexes (cache_index.c) list the entries of each sub,
+ * client_id, sid and token id, so cache_purge_by() costs O(entries dropped). A purge also bumps
+ * purge_gen: a flight started before it completes without storing its answer.
  *
  * Threads (later). All state lives in struct cache, so a multi-threaded agent can run N shards (a
  * power of two), each a struct cache with 1/N of the budgets and its own mutex, choosing the shard
@@ -40,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "alloc.h"
+#include "cache_index.h"
 #include "clock.h"
 #include "list.h"
 
@@ -56,11 +64,15 @@ struct cache_node {
         struct {
             struct cache_waiter *head, *tail; /* flight: FIFO of waiters */
             struct token_info *stale; /* flight: the expired entry kept for stale-if-error */
+            uint64_t purge_gen;       /* flight: c->purge_gen when it started */
         } wq;
     } u;
     struct token_info *ti; /* entry: the cache's reference; NULL for a flight */
     int64_t expires_ms;    /* entry: gone when the clock reaches it; flight: the stale one's */
     size_t cost;           /* entry: bytes counted in c->bytes */
+    struct cidx_link idx[CACHE_BY_KINDS]; /* entry: its place in the secondary indexes */
+    uint8_t token_id[CACHE_TOKEN_ID_LEN]; /* entry, and a flight's stale one */
+    bool has_id;
 };
 
 /* The waiters of a flight being completed by cache_resolve(). Kept reachable from the cache so that
@@ -86,11 +98,62 @@ struct cache {
     struct list lru; /* head: next is the most recently used entry, prev the least */
     struct dispatch *dispatching;
     struct cache_stats st;
+    struct cidx *idx;   /* by sub, client_id, sid, token id */
+    uint64_t purge_gen; /* incremented by every purge */
+    /* Recent purges, for answers from tiers a purge cannot reach (see cache.h). A ring: the
+     * oldest is overwritten, after setting refuse_all_until to its expiry (fail closed). */
+    struct tombstone {
+        int kind;      /* enum cache_by, or TOMB_KEY */
+        uint64_t hash; /* of the value (the key for TOMB_KEY) */
+        int64_t until_ms;
+    } tombs[CACHE_TOMBSTONES];
+    size_t ntombs, tomb_next;
+    int64_t refuse_all_until;
+    uint8_t tomb_key[16];
 };
+
+#define TOMB_KEY CACHE_BY_KINDS
 
 size_t cache_entry_overhead(void)
 {
-    return sizeof(struct cache_node) + sizeof(struct cache_node *);
+    return sizeof(struct cache_node) + sizeof(struct cache_node *) +
+           CACHE_BY_KINDS * cidx_group_size();
+}
+
+/* ---- secondary indexes ---- */
+
+static struct cache_node *node_of_idx(const struct cidx_link *links)
+{
+    return (struct cache_node *)((const char *)links - offsetof(struct cache_node, idx));
+}
+
+static const void *str_value(const char *v, size_t *len)
+{
+    if (!v || !*v)
+        return NULL;
+    *len = strlen(v);
+    return v;
+}
+
+/* What an entry is indexed under: its claims, and the token id when the caller gave one. */
+static const void *index_value(const struct cidx_link *links, unsigned kind, size_t *len, void *ud)
+{
+    const struct cache_node *n = node_of_idx(links);
+    (void)ud;
+    switch ((enum cache_by)kind) {
+    case CACHE_BY_SUB:
+        return str_value(n->ti->claims.sub, len);
+    case CACHE_BY_CLIENT_ID:
+        return str_value(n->ti->claims.client_id, len);
+    case CACHE_BY_SID:
+        return str_value(n->ti->claims.sid, len);
+    case CACHE_BY_TOKEN_ID:
+        *len = CACHE_TOKEN_ID_LEN;
+        return n->has_id ? n->token_id : NULL;
+    case CACHE_BY_KINDS:
+        break;
+    }
+    return NULL;
 }
 
 /* ---- time and TTLs ---- */
@@ -217,6 +280,7 @@ static void lru_push_front(struct cache *c, struct list *l)
 
 static void entry_drop(struct cache *c, struct cache_node *n)
 {
+    cidx_remove(c->idx, n->idx);
     table_unlink(c, n);
     list_del(&n->u.lru);
     c->st.entries--;
@@ -242,7 +306,7 @@ static void evict_down_to(struct cache *c, size_t entries, size_t bytes, int64_t
 
 /* Stores ti under k for ttl ms, replacing any entry already there. Takes a new reference. */
 static void entry_store(struct cache *c, const struct cache_key *k, struct token_info *ti,
-                        int64_t now, int64_t ttl)
+                        int64_t now, int64_t ttl, const uint8_t *id)
 {
     size_t cost = token_info_size(ti) + cache_entry_overhead();
     struct cache_node **slot, *n;
@@ -256,7 +320,15 @@ static void entry_store(struct cache *c, const struct cache_key *k, struct token
     if (!n)
         return; /* a cache may forget */
     n->key = *k;
-    n->ti = token_ref(ti);
+    n->ti = ti;
+    n->has_id = id != NULL;
+    if (id)
+        memcpy(n->token_id, id, CACHE_TOKEN_ID_LEN);
+    if (cidx_add(c->idx, n->idx) != 0) {
+        free(n); /* an entry that a purge could not find must not be cached */
+        return;
+    }
+    token_ref(ti);
     n->expires_ms = now + ttl;
     n->cost = cost;
     slot = table_slot(c, k); /* evictions may have unlinked the node the old slot pointed into */
@@ -301,6 +373,7 @@ static enum cache_lookup flight_start(struct cache *c, const struct cache_key *k
         return CACHE_NOMEM;
     memset(f, 0, sizeof(*f));
     f->key = *k;
+    f->u.wq.purge_gen = c->purge_gen;
     slot = table_slot(c, k); /* flight_alloc() may have evicted and changed the chain */
     *slot = f;
     waiter_append(f, w);
@@ -387,7 +460,12 @@ struct cache *cache_new(const struct cache_config *cfg, cache_clock_fn clock, vo
     list_init(&c->lru);
     c->nbuckets = buckets_for(cfg);
     c->buckets = pta_calloc(c->nbuckets, sizeof(*c->buckets));
-    if (!c->buckets || key_setup(c, hmac_key, hmac_key_len) != 0 || mac_init(c) != 0) {
+    c->idx = cidx_new(CACHE_BY_KINDS, c->nbuckets, index_value, NULL, NULL);
+    if (c->idx && RAND_bytes(c->tomb_key, sizeof(c->tomb_key)) != 1) {
+        cidx_free(c->idx);
+        c->idx = NULL;
+    }
+    if (!c->buckets || !c->idx || key_setup(c, hmac_key, hmac_key_len) != 0 || mac_init(c) != 0) {
         cache_free(c);
         return NULL;
     }
@@ -414,6 +492,7 @@ void cache_free(struct cache *c)
         }
     }
     free(c->buckets);
+    cidx_free(c->idx);
     EVP_MD_CTX_free(c->inner);
     EVP_MD_CTX_free(c->outer);
     EVP_MD_CTX_free(c->work);
@@ -440,6 +519,7 @@ void cache_reconfigure(struct cache *c, const struct cache_config *cfg)
     clamp_expiries(c, now);
     evict_down_to(c, cfg->max_entries, cfg->max_bytes, now);
     table_resize(c, buckets_for(cfg));
+    cidx_resize(c->idx, c->nbuckets); /* on ENOMEM the old table stays: still correct */
 }
 
 /* HMAC-SHA-256 (RFC 2104): H((K ^ opad) || H((K ^ ipad) || token)). */
@@ -492,6 +572,7 @@ static enum cache_lookup flight_from_stale(struct cache *c, struct cache_node *n
                                            struct cache_waiter *w)
 {
     struct token_info *old = n->ti;
+    cidx_remove(c->idx, n->idx); /* a flight: no purge may find it as an entry */
     list_del(&n->u.lru);
     c->st.entries--;
     c->st.bytes -= n->cost;
@@ -499,6 +580,7 @@ static enum cache_lookup flight_from_stale(struct cache *c, struct cache_node *n
     n->cost = 0;
     n->u.wq.head = n->u.wq.tail = NULL;
     n->u.wq.stale = old;
+    n->u.wq.purge_gen = c->purge_gen;
     waiter_append(n, w);
     c->st.misses++;
     c->st.flights++;
@@ -514,6 +596,8 @@ struct token_info *cache_stale(struct cache *c, const struct cache_key *k)
     struct token_info *ti = n->ti ? n->ti : n->u.wq.stale;
     if (n->ti && n->expires_ms > now)
         return NULL; /* fresh: not a stale-if-error matter */
+    if (!n->ti && n->u.wq.purge_gen != c->purge_gen)
+        return NULL; /* a purge since: the stale entry may be what it revoked */
     if (!within_grace(c, ti, n->expires_ms, now))
         return NULL;
     c->st.stale++;
@@ -560,19 +644,27 @@ bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waite
     return false;
 }
 
-/* Removes k's flight, if any, and returns its waiters; its stale entry (a reference) and that
- * entry's expiry go to *stale and *stale_expires. */
-static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k,
-                                        struct token_info **stale, int64_t *stale_expires)
+/* Removes k's flight, if any, and returns its waiters; its stale entry (a reference), that
+ * entry's expiry and token id go to *stale, *stale_expires and stale_id (*has_id). *purged says
+ * whether a purge happened while it was in progress (its answer is then not stored, nor is the
+ * stale entry put back). */
+static struct cache_waiter *flight_take(struct cache *c, const struct cache_key *k, bool *purged,
+                                        struct token_info **stale, int64_t *stale_expires,
+                                        uint8_t stale_id[CACHE_TOKEN_ID_LEN], bool *has_id)
 {
     struct cache_node **slot = table_slot(c, k), *f = *slot;
     struct cache_waiter *head;
+    *purged = false;
     *stale = NULL;
+    *has_id = false;
     if (!f || f->ti)
         return NULL;
+    *purged = f->u.wq.purge_gen != c->purge_gen;
     head = f->u.wq.head;
     *stale = f->u.wq.stale;
     *stale_expires = f->expires_ms;
+    *has_id = f->has_id;
+    memcpy(stale_id, f->token_id, CACHE_TOKEN_ID_LEN);
     f->u.wq.stale = NULL;
     *slot = f->chain;
     flight_free(f);
@@ -582,15 +674,28 @@ static struct cache_waiter *flight_take(struct cache *c, const struct cache_key 
 
 void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info *ti)
 {
+    cache_resolve_id(c, k, ti, NULL);
+}
+
+void cache_resolve_id(struct cache *c, const struct cache_key *k, struct token_info *ti,
+                      const uint8_t id[CACHE_TOKEN_ID_LEN])
+{
     int64_t now = now_ms(c), stale_expires = 0;
     struct token_info *stale;
-    struct dispatch d = {
-        .key = *k, .head = flight_take(c, k, &stale, &stale_expires), .outer = c->dispatching};
-    int64_t ttl = ti ? ttl_ms(c, ti, now) : 0;
+    uint8_t stale_id[CACHE_TOKEN_ID_LEN];
+    bool purged, has_id;
+    struct dispatch d = {.key = *k,
+                         .head =
+                             flight_take(c, k, &purged, &stale, &stale_expires, stale_id, &has_id),
+                         .outer = c->dispatching};
+    int64_t ttl = ti && !purged ? ttl_ms(c, ti, now) : 0;
+    if (purged)
+        c->st.purge_skipped++;
     if (ttl > 0)
-        entry_store(c, k, ti, now, ttl);
-    else if (stale && idp_failed(ti) && within_grace(c, stale, stale_expires, now))
-        entry_store(c, k, stale, now, stale_expires - now); /* back as it was: still expired */
+        entry_store(c, k, ti, now, ttl, id);
+    else if (!purged && stale && idp_failed(ti) && within_grace(c, stale, stale_expires, now))
+        entry_store(c, k, stale, now, stale_expires - now,
+                    has_id ? stale_id : NULL); /* back as it was: still expired */
     token_unref(stale);
     /* From here the flight is gone and the entry (if any) is visible, so a done() that looks k up
      * again gets a HIT or leads a new flight. Our reference keeps ti alive even if a re-entrant
@@ -624,4 +729,149 @@ void cache_visit_memory(const struct cache *c, cache_memory_fn fn, void *ud)
     for (size_t i = 0; i < c->nbuckets; i++)
         for (const struct cache_node *n = c->buckets[i]; n; n = n->chain)
             fn(n, sizeof(*n), ud);
+}
+
+/* ---- purge ---- */
+
+/* ---- tombstones ---- */
+
+static int64_t tomb_window_ms(const struct cache *c)
+{
+    uint32_t ttl = c->cfg.max_ttl > c->cfg.negative_ttl ? c->cfg.max_ttl : c->cfg.negative_ttl;
+    return (int64_t)ttl * MS_PER_S + MS_PER_S; /* one second more for clock steps */
+}
+
+static uint64_t tomb_hash(const struct cache *c, int kind, const void *v, size_t len)
+{
+    return cidx_siphash(c->tomb_key, v, len) ^ (uint64_t)kind;
+}
+
+static void tomb_add(struct cache *c, int kind, const void *v, size_t len)
+{
+    int64_t now = now_ms(c), until = now + tomb_window_ms(c);
+    if (kind < 0) { /* a purge of all */
+        c->refuse_all_until = until;
+        return;
+    }
+    struct tombstone *t = &c->tombs[c->tomb_next];
+    if (c->ntombs == CACHE_TOMBSTONES && t->until_ms > now && t->until_ms > c->refuse_all_until)
+        c->refuse_all_until = t->until_ms; /* forgetting a live one: refuse everything instead */
+    t->kind = kind;
+    t->hash = tomb_hash(c, kind, v, len);
+    t->until_ms = until;
+    c->tomb_next = (c->tomb_next + 1) % CACHE_TOMBSTONES;
+    if (c->ntombs < CACHE_TOMBSTONES)
+        c->ntombs++;
+}
+
+static bool tomb_match(const struct cache *c, int64_t now, int kind, const void *v, size_t len)
+{
+    uint64_t h = tomb_hash(c, kind, v, len);
+    for (size_t i = 0; i < c->ntombs; i++)
+        if (c->tombs[i].until_ms > now && c->tombs[i].kind == kind && c->tombs[i].hash == h)
+            return true;
+    return false;
+}
+
+static bool tomb_match_str(const struct cache *c, int64_t now, int kind, const char *v)
+{
+    return v && *v && tomb_match(c, now, kind, v, strlen(v));
+}
+
+bool cache_purged_since_write(struct cache *c, const struct cache_key *k,
+                              const uint8_t id[CACHE_TOKEN_ID_LEN], const struct token_info *ti)
+{
+    int64_t now = now_ms(c);
+    const struct token_claims *cl = &ti->claims;
+    if (now < c->refuse_all_until)
+        return true;
+    if (c->ntombs == 0)
+        return false;
+    return tomb_match(c, now, TOMB_KEY, k->b, CACHE_KEY_LEN) ||
+           (id && tomb_match(c, now, CACHE_BY_TOKEN_ID, id, CACHE_TOKEN_ID_LEN)) ||
+           tomb_match_str(c, now, CACHE_BY_SUB, cl->sub) ||
+           tomb_match_str(c, now, CACHE_BY_CLIENT_ID, cl->client_id) ||
+           tomb_match_str(c, now, CACHE_BY_SID, cl->sid);
+}
+
+static void purge_begin(struct cache *c)
+{
+    c->purge_gen++; /* flights in progress will not store their answer */
+}
+
+static size_t purged(struct cache *c, size_t n)
+{
+    c->st.purged += n;
+    return n;
+}
+
+size_t cache_purge_key(struct cache *c, const struct cache_key *k)
+{
+    struct cache_node *n = *table_slot(c, k);
+    purge_begin(c);
+    tomb_add(c, TOMB_KEY, k->b, CACHE_KEY_LEN);
+    if (!n || !n->ti)
+        return 0; /* nothing stored, or a flight (which now will not store) */
+    entry_drop(c, n);
+    return purged(c, 1);
+}
+
+size_t cache_purge_by(struct cache *c, enum cache_by by, const void *value, size_t len)
+{
+    size_t n = 0;
+    struct cidx_link *l;
+    purge_begin(c);
+    tomb_add(c, (int)by, value, len);
+    while ((l = cidx_first(c->idx, (unsigned)by, value, len)) != NULL) {
+        entry_drop(c, node_of_idx(l));
+        n++;
+    }
+    return purged(c, n);
+}
+
+size_t cache_purge_all(struct cache *c)
+{
+    size_t n = 0;
+    purge_begin(c);
+    tomb_add(c, -1, NULL, 0);
+    while (!list_empty(&c->lru)) {
+        entry_drop(c, node_of_lru(c->lru.next));
+        n++;
+    }
+    return purged(c, n);
+}
+
+uint64_t cache_purge_generation(const struct cache *c)
+{
+    return c->purge_gen;
+}
+
+struct list_ctx {
+    int64_t now;
+    size_t max, live, shown;
+    void (*fn)(void *ud, const struct cache_entry_view *e);
+    void *ud;
+};
+
+static void list_one(struct cidx_link *links, void *ud)
+{
+    struct list_ctx *l = ud;
+    const struct cache_node *n = node_of_idx(links);
+    if (n->expires_ms <= l->now)
+        return; /* never served again: not worth showing */
+    l->live++;
+    if (l->max && l->shown >= l->max)
+        return;
+    struct cache_entry_view v = {
+        .token_id = n->has_id ? n->token_id : NULL, .expires_ms = n->expires_ms, .ti = n->ti};
+    l->shown++;
+    l->fn(l->ud, &v);
+}
+
+size_t cache_list_by(struct cache *c, enum cache_by by, const void *value, size_t len, size_t max,
+                     void (*fn)(void *ud, const struct cache_entry_view *e), void *ud)
+{
+    struct list_ctx l = {.now = now_ms(c), .max = max, .fn = fn, .ud = ud};
+    cidx_foreach(c->idx, (unsigned)by, value, len, 0, list_one, &l);
+    return l.live;
 }

@@ -55,7 +55,9 @@ enum cache_lookup {
  * as an expiration, not an eviction. */
 struct cache_stats {
     uint64_t hits, negative_hits, misses, coalesced, evictions, expirations, inserts;
-    uint64_t stale; /* stale entries handed out by cache_stale() */
+    uint64_t stale;         /* stale entries handed out by cache_stale() */
+    uint64_t purged;        /* entries dropped by purges */
+    uint64_t purge_skipped; /* answers of flights overtaken by a purge, not stored */
     size_t entries, bytes, flights;
 };
 
@@ -101,7 +103,52 @@ int64_t cache_ttl_ms(const struct cache *c, const struct token_info *ti);
 
 void cache_get_stats(const struct cache *c, struct cache_stats *st);
 
-/* Bytes max_bytes counts per entry on top of token_info_size(): the node and its table slot. */
+/* ---- purge (issue 14) ----
+ * Entries are indexed by sub, client_id, sid and token id (cache_index.c), so a purge by one of
+ * them costs O(entries dropped), not a scan. A purge also makes every flight in progress at that
+ * moment complete WITHOUT storing its answer (its waiters still get it): an introspection that
+ * started before a revocation must not re-fill the cache after it. */
+enum cache_by { CACHE_BY_SUB, CACHE_BY_CLIENT_ID, CACHE_BY_SID, CACHE_BY_TOKEN_ID, CACHE_BY_KINDS };
+#define CACHE_TOKEN_ID_LEN                                                                         \
+    6 /* the first bytes of SHA-256(token): the access log's 12 hex digits                         \
+       */
+
+/* cache_resolve() that also records the token id with the entry (id may be NULL: none), so that a
+ * purge by token_hash finds it. The l1 stage calls this one. */
+void cache_resolve_id(struct cache *c, const struct cache_key *k, struct token_info *ti,
+                      const uint8_t id[CACHE_TOKEN_ID_LEN]);
+/* Each returns the entries dropped; each also stops the flights in progress from storing. */
+size_t cache_purge_key(struct cache *c, const struct cache_key *k);
+size_t cache_purge_by(struct cache *c, enum cache_by by, const void *value, size_t len);
+size_t cache_purge_all(struct cache *c);
+/* Incremented by every purge: a tier that completes work started earlier compares it. */
+uint64_t cache_purge_generation(const struct cache *c);
+
+/* Tombstones, for a tier the purge cannot reach entry by entry (the shared L2 holds entries by key
+ * only, and other agents may still write what they introspected before the purge): every purge is
+ * remembered for max_ttl (nothing written before it can live longer), and an answer from such a
+ * tier is refused when it matches one (its key, token id, sub, client_id or sid; or any answer
+ * after a purge of all). True: do not use ti, ask the identity server. id may be NULL (unknown).
+ * Values are remembered as keyed 64-bit hashes: a collision only refuses an answer. At most
+ * CACHE_TOMBSTONES are kept; beyond that every answer is refused until the oldest would expire
+ * (fail closed). */
+#define CACHE_TOMBSTONES 512
+bool cache_purged_since_write(struct cache *c, const struct cache_key *k,
+                              const uint8_t id[CACHE_TOKEN_ID_LEN], const struct token_info *ti);
+
+/* One live entry, for listings (GET /admin/cache). Borrowed for the duration of the callback. */
+struct cache_entry_view {
+    const uint8_t *token_id; /* CACHE_TOKEN_ID_LEN bytes, or NULL when unknown */
+    int64_t expires_ms;
+    const struct token_info *ti;
+};
+/* Calls fn for at most max (0: no bound) live entries with that value; returns how many live
+ * entries have it. fn must not change the cache. */
+size_t cache_list_by(struct cache *c, enum cache_by by, const void *value, size_t len, size_t max,
+                     void (*fn)(void *ud, const struct cache_entry_view *e), void *ud);
+
+/* Bytes max_bytes counts per entry on top of token_info_size(): the node (with its index links),
+ * its table slot, and one index group per indexed kind (an upper bound: groups are shared). */
 size_t cache_entry_overhead(void);
 
 /* For tests and audits: calls fn for every block of memory the cache itself owns (the cache, its

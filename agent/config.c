@@ -41,8 +41,6 @@ void config_free(struct config *c)
     secret_free(&c->cache_redis_password);
     secret_free(&c->fleet_key);
     c->fleet_key_len = 0;
-    free(c->config_file);
-    c->config_file = NULL;
 }
 
 static bool is_cli_only(const char *key)
@@ -301,19 +299,6 @@ static int cli_apply(struct cli *cli, struct config *c, int argc, char **argv,
     return 0;
 }
 
-/* Remembers the file by its absolute name, so that a reload finds it after a chdir. */
-static int record_config_file(struct config *c, const char *path, char *err, size_t errlen)
-{
-    char *abs = realpath(path, NULL);
-    if (!abs)
-        abs = strdup(path);
-    if (!abs)
-        return config_fail(err, errlen, "out of memory");
-    free(c->config_file);
-    c->config_file = abs;
-    return 0;
-}
-
 int config_parse_args(struct config *c, int argc, char **argv, enum config_action *action,
                       char *err, size_t errlen)
 {
@@ -332,8 +317,7 @@ int config_parse_args(struct config *c, int argc, char **argv, enum config_actio
         else
             config_print_version();
         *action = CONFIG_EXIT_OK;
-    } else if (pre.config && (config_load_file(c, pre.config, err, errlen) < 0 ||
-                              record_config_file(c, pre.config, err, errlen) < 0)) {
+    } else if (pre.config && config_load_file(c, pre.config, err, errlen) < 0) {
         rc = -1;
     } else {
         rc = cli_apply(&cli, c, argc, argv, action, err, errlen);

@@ -86,7 +86,10 @@ struct config {
     char *admin_listen;     /* "unix:/path" of the admin socket; NULL: none */
     unsigned drain_timeout_ms;
 
-    char *config_file; /* where the settings came from, for reload; NULL when none */
+    /* back-channel logout (revoke.c); off unless issuer and JWKS URL are both set */
+    char *logout_issuer;
+    char *logout_jwks_url;
+    char *logout_client_id; /* NULL: client_id */
 };
 
 void config_defaults(struct config *c);
@@ -117,6 +120,13 @@ int config_finalize(struct config *c, char *err, size_t errlen);
  * and copies the running value into next, so that nothing downstream sees it. Returns the number
  * of options kept, or -1 when out of memory. */
 int config_keep_restart_only(struct config *next, const struct config *running);
+
+/* On SIGHUP, after config_keep_restart_only(): config_finalize() without the address checks. The
+ * addresses are then the running ones, checked at start and bound: re-checking them could only
+ * refuse a reload for a value that is ignored anyway, and would resolve names on the loop.
+ * An admin token file that cannot be read does not refuse it either: c->admin_token stays NULL
+ * (the admin API over http-listen goes off, logged) rather than the old token staying valid. */
+int config_finalize_reload(struct config *c, char *err, size_t errlen);
 
 /* The introspection settings as introspect.c takes them (borrows c's strings). */
 void config_introspect(const struct config *c, struct introspect_config *out);

@@ -15,7 +15,9 @@
 #include "addr.h"
 #include "config_internal.h"
 #include "fastpath.h"
+#include "jwks.h"
 #include "l2_codec.h"
+#include "log.h"
 #include "secret_file.h"
 
 static const struct secret_spec client_secret_spec = {.what = "client secret"};
@@ -134,19 +136,18 @@ static int admin_token(struct config *c, char *err, size_t errlen)
 }
 
 /* Parses and resolves one address option, as the listener will. */
-static int check_address(const char *name, const char *v, unsigned allow,
+static int check_address(const char *name, const char *v, unsigned allow, struct addr *a,
                          struct sockaddr_storage *ss, socklen_t *len, char *err, size_t errlen)
 {
-    struct addr a;
-    const char *why = addr_parse(v, allow, &a);
+    const char *why = addr_parse(v, allow, a);
     if (why)
         return config_fail(err, errlen, "bad value for %s: '%s' (%s)", name, v, why);
-    if (a.kind == ADDR_UNIX) {
+    if (a->kind == ADDR_UNIX) {
         *len = 0;
         return 0;
     }
     char reason[CONFIG_ERR_LEN];
-    if (addr_resolve(&a, ss, len, reason, sizeof(reason)) < 0)
+    if (addr_resolve(a, ss, len, reason, sizeof(reason)) < 0)
         return config_fail(err, errlen, "%s %s: %s", name, v, reason);
     return 0;
 }
@@ -157,21 +158,22 @@ static int check_addresses(const struct config *c, char *err, size_t errlen)
         return config_fail(err, errlen, "out of memory");
     struct sockaddr_storage spop, http;
     socklen_t spop_len, http_len;
-    if (check_address("listen", c->listen, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX, &spop, &spop_len, err,
-                      errlen) < 0)
+    struct addr spop_a, other;
+    if (check_address("listen", c->listen, ADDR_ALLOW_TCP | ADDR_ALLOW_UNIX, &spop_a, &spop,
+                      &spop_len, err, errlen) < 0)
         return -1;
-    if (c->admin_listen && strcmp(c->admin_listen, c->listen) == 0)
+    if (c->admin_listen && check_address("admin-listen", c->admin_listen, ADDR_ALLOW_UNIX, &other,
+                                         &http, &http_len, err, errlen) < 0)
+        return -1;
+    /* parsed paths are normalised: unix:/a//s.sock is unix:/a/s.sock */
+    if (c->admin_listen && spop_a.kind == ADDR_UNIX && strcmp(spop_a.path, other.path) == 0)
         return config_fail(err, errlen, "listen and admin-listen cannot be the same address");
-    if (c->admin_listen && check_address("admin-listen", c->admin_listen, ADDR_ALLOW_UNIX, &http,
-                                         &http_len, err, errlen) < 0)
-        return -1;
     if (!c->http_listen)
         return 0;
-    if (check_address("http-listen", c->http_listen, ADDR_ALLOW_TCP, &http, &http_len, err,
+    if (check_address("http-listen", c->http_listen, ADDR_ALLOW_TCP, &other, &http, &http_len, err,
                       errlen) < 0)
         return -1;
-    if (strcmp(c->http_listen, c->listen) == 0 ||
-        (spop_len && spop_len == http_len && memcmp(&spop, &http, spop_len) == 0))
+    if (strcmp(c->http_listen, c->listen) == 0 || (spop_len && addr_tcp_overlap(&spop, &http)))
         return config_fail(err, errlen, "listen and http-listen cannot be the same address");
     return 0;
 }
@@ -243,6 +245,26 @@ static void warn_risky(const struct config *c)
         log_warn("the client secret is sent to %s without TLS", c->introspection_url);
 }
 
+/* Back-channel logout needs both the issuer and the keys, and an audience to check. */
+static int check_logout(const struct config *c, char *err, size_t errlen)
+{
+    if (!c->logout_issuer && !c->logout_jwks_url)
+        return 0;
+    if (!c->logout_issuer || !c->logout_jwks_url)
+        return config_fail(err, errlen,
+                           "backchannel-logout-issuer and backchannel-logout-jwks-url go together");
+    if (!c->logout_client_id && !c->client_id)
+        return config_fail(err, errlen,
+                           "back-channel logout needs backchannel-logout-client-id or client-id");
+    if (!jwks_url_allowed(c->logout_jwks_url))
+        return config_fail(err, errlen,
+                           "backchannel-logout-jwks-url must be https:// (http:// only to a "
+                           "loopback host)");
+    if (!c->http_listen)
+        log_warn("backchannel-logout-issuer is set but http-listen is not: no logout endpoint");
+    return 0;
+}
+
 /* The jwt-* options: keys loaded now, so that --check-config means "this will start" and a
  * reload with a broken key file keeps the running configuration. */
 static int load_minting(struct config *c, char *err, size_t errlen)
@@ -260,16 +282,44 @@ static int load_minting(struct config *c, char *err, size_t errlen)
     return minting_load(&c->minting, &o, err, errlen);
 }
 
-int config_finalize(struct config *c, char *err, size_t errlen)
+/* On reload an admin token that cannot be read must not leave the old one valid (a rotation
+ * after a leak): the admin API over http-listen goes off, and the rest of the reload applies. */
+static int admin_token_reload(struct config *c, char *err, size_t errlen)
 {
-    if (check_addresses(c, err, errlen) < 0 || load_secret(c, err, errlen) < 0 ||
-        admin_token(c, err, errlen) < 0 || fastpath_key(c, err, errlen) < 0 ||
-        fleet_key(c, err, errlen) < 0 ||
-        check_redis(c, err, errlen) < 0 || check_tls(c, err, errlen) < 0 ||
-        check_client_auth(c, err, errlen) < 0 || load_minting(c, err, errlen) < 0)
+    if (admin_token(c, err, errlen) == 0)
+        return 0;
+    log_error("reload: %s: the admin API over http-listen is OFF (the old token is no longer "
+              "valid) until a reload reads the token",
+              err);
+    secret_free(&c->admin_token);
+    return 0;
+}
+
+/* Everything but the addresses. */
+static int finalize_rest(struct config *c, bool reload, char *err, size_t errlen)
+{
+    int rc = reload ? admin_token_reload(c, err, errlen) : admin_token(c, err, errlen);
+    if (rc < 0 || load_secret(c, err, errlen) < 0 || fastpath_key(c, err, errlen) < 0 ||
+        fleet_key(c, err, errlen) < 0 || check_redis(c, err, errlen) < 0 ||
+        check_tls(c, err, errlen) < 0 || check_client_auth(c, err, errlen) < 0 ||
+        check_logout(c, err, errlen) < 0 || load_minting(c, err, errlen) < 0)
         return -1;
     warn_risky(c);
     return 0;
+}
+
+int config_finalize(struct config *c, char *err, size_t errlen)
+{
+    if (check_addresses(c, err, errlen) < 0)
+        return -1;
+    return finalize_rest(c, false, err, errlen);
+}
+
+int config_finalize_reload(struct config *c, char *err, size_t errlen)
+{
+    if (!c->listen || !c->accept)
+        return config_fail(err, errlen, "out of memory");
+    return finalize_rest(c, true, err, errlen);
 }
 
 void config_introspect(const struct config *c, struct introspect_config *out)

@@ -411,6 +411,30 @@ const struct opt config_opts[] = {
      .max = SEC(600),
      .def = "5s",
      .help = "On shutdown, time requests in flight get to finish"},
+
+    {.name = "backchannel-logout-issuer",
+     .reload = RELOAD_RESTART,
+     .type = T_STRING,
+     FIELD(logout_issuer),
+     .arg = "ISSUER",
+     .section = "Revocation (OpenID Connect Back-Channel Logout)",
+     .help = "The identity server's issuer (iss of its logout tokens); with "
+             "backchannel-logout-jwks-url, serves POST /backchannel-logout on http-listen"},
+    {.name = "backchannel-logout-jwks-url",
+     .reload = RELOAD_RESTART,
+     .type = T_URL,
+     FIELD(logout_jwks_url),
+     .arg = "URL",
+     .help = "The identity server's JWKS: https:// (http:// only to a loopback host), fetched at "
+             "start, every 5 minutes and on an unknown kid (at most every 10 s); ca-file and "
+             "tls-insecure-skip-verify apply"},
+    {.name = "backchannel-logout-client-id",
+     .reload = RELOAD_RESTART,
+     .type = T_STRING,
+     FIELD(logout_client_id),
+     .arg = "ID",
+     .help = "aud of the logout tokens: the client id whose backchannel_logout_uri is this agent; "
+             "unset: client-id"},
 };
 
 const size_t config_nopts = sizeof(config_opts) / sizeof(config_opts[0]);

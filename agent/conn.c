@@ -36,8 +36,8 @@ struct conn {
     bool healthcheck;
     uint32_t max_frame; /* ours until HELLO, then min(ours, HAProxy's) */
     ev_io rio, wio;
-    ev_timer idle;  /* idle timeout; also bounds the CLOSING flush */
-    ev_idle reaper; /* frees the connection from the loop, never from inside a callback chain */
+    ev_timer idle;          /* idle timeout; also bounds the CLOSING flush */
+    struct list close_link; /* in the flusher's closing list once conn_close_soon() ran */
     uint8_t *in;
     size_t in_len, in_cap;
     uint8_t *out;
@@ -49,7 +49,6 @@ struct conn {
 static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void conn_on_reap(struct ev_loop *loop, ev_idle *w, int revents);
 
 struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops, void *ud, int fd,
                       const char *peer)
@@ -68,6 +67,7 @@ struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops,
     c->ops = ops;
     c->ud = ud;
     list_init(&c->dirty_link);
+    list_init(&c->close_link);
     c->fd = fd;
     c->state = CONN_HELLO;
     c->max_frame = s->max_frame;
@@ -75,8 +75,7 @@ struct conn *conn_new(const struct conn_settings *s, const struct conn_ops *ops,
     ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
     ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
     ev_init(&c->idle, conn_on_timer);
-    ev_idle_init(&c->reaper, conn_on_reap);
-    c->rio.data = c->wio.data = c->idle.data = c->reaper.data = c;
+    c->rio.data = c->wio.data = c->idle.data = c;
     ev_io_start(s->loop, &c->rio);
     c->idle.repeat = s->idle_timeout_ms / 1000.0;
     if (c->idle.repeat > 0)
@@ -90,10 +89,12 @@ void conn_destroy(struct conn *c)
     c->state = CONN_CLOSING; /* nothing may be queued on a connection being freed */
     c->ops->on_close(c, c->ud);
     list_del(&c->dirty_link);
+    if (list_linked(&c->close_link)) {
+        list_del(&c->close_link);
+    }
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->idle);
-    ev_idle_stop(loop, &c->reaper);
     close(c->fd);
     free(c->in);
     free(c->out);
@@ -106,12 +107,17 @@ void conn_close_soon(struct conn *c)
     c->state = CONN_CLOSING;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
-    ev_idle_start(loop, &c->reaper);
+    if (list_linked(&c->close_link))
+        return;
+    /* An active ev_idle keeps the loop from blocking (and alive) until the prepare frees it. */
+    ev_idle_start(loop, &c->set.flusher->nowait);
+    list_insert(&c->set.flusher->closing, &c->close_link);
 }
 
-static void conn_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
+void conn_reap_closing(struct conn_flusher *fl)
 {
-    conn_destroy(w->data);
+    while (!list_empty(&fl->closing)) /* on_close may close others: they are freed here too */
+        conn_destroy(list_entry(fl->closing.next, struct conn, close_link));
 }
 
 /* ---- output ---- */
@@ -215,15 +221,32 @@ void conn_flush_dirty(struct conn_flusher *fl)
     }
 }
 
+static void on_nowait(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    /* Runs once the loop has nothing else to do: the prepare freed the connections, and the
+     * other prepares (the drain check) have seen them gone. Only now may the loop block. */
+    conn_reap_closing(w->data);
+    ev_idle_stop(loop, w);
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    conn_flush_dirty(w->data);
+    struct conn_flusher *fl = w->data;
+    /* A flush may close a connection (its last frame sent) and an on_close may queue output on
+     * another: until both lists are empty, so that nothing waits for the next wake-up. */
+    while (!list_empty(&fl->dirty) || !list_empty(&fl->closing)) {
+        conn_flush_dirty(fl);
+        conn_reap_closing(fl);
+    }
 }
 
 void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop)
 {
     fl->loop = loop;
     list_init(&fl->dirty);
+    list_init(&fl->closing);
+    ev_idle_init(&fl->nowait, on_nowait);
+    fl->nowait.data = fl;
     ev_prepare_init(&fl->prepare, on_prepare);
     fl->prepare.data = fl;
     ev_prepare_start(loop, &fl->prepare);
@@ -234,6 +257,8 @@ void conn_flusher_stop(struct conn_flusher *fl)
 {
     if (!ev_is_active(&fl->prepare))
         return;
+    conn_reap_closing(fl);
+    ev_idle_stop(fl->loop, &fl->nowait);
     ev_ref(fl->loop);
     ev_prepare_stop(fl->loop, &fl->prepare);
 }
@@ -268,6 +293,26 @@ void conn_disconnect(struct conn *c, int status, const char *message)
 
 /* ---- frames ---- */
 
+/* HAProxy 3.1 to 3.5 stop reading a pipelined SPOP connection for good once one read fills their
+ * receive buffer (tune.bufsize = max-frame-size + 4) with ACKs, and put up to 20 streams on one
+ * connection: pipelined answers above (tune.bufsize / 20) bytes can stall it (README, "HAProxy
+ * versions"). Their HELLO offers "pipelining" without 2.x's "async". Warned once per process. */
+#define HAPROXY3_STREAMS_PER_CONN 20
+static void warn_if_stall_prone(const struct conn *c, const struct spop_hello *h)
+{
+    if (h->healthcheck || !spop_caps_has(h->capabilities, "pipelining") ||
+        spop_caps_has(h->capabilities, "async"))
+        return;
+    if (c->set.counters->stall_prone_hellos++ > 0)
+        return;
+    uint32_t per_answer = (h->max_frame_size + 4) / HAPROXY3_STREAMS_PER_CONN;
+    log_warn("spop %s: HAProxy 3.x offers pipelining with tune.bufsize %u: it stalls a connection "
+             "once the answers waiting on it fill tune.bufsize, so JWTs above ~%u bytes can make "
+             "requests time out; add 'no option pipelining' to the SPOE agent section "
+             "(spoe/phantom-token.conf does on 3.1+)",
+             c->peer, h->max_frame_size + 4, per_answer > 256 ? per_answer - 256 : 0);
+}
+
 static void conn_on_hello(struct conn *c, const struct spop_frame *f)
 {
     struct spop_hello h;
@@ -287,6 +332,7 @@ static void conn_on_hello(struct conn *c, const struct spop_frame *f)
     if (h.max_frame_size < c->max_frame)
         c->max_frame = h.max_frame_size;
     c->healthcheck = h.healthcheck;
+    warn_if_stall_prone(c, &h);
 
     struct spop_writer w;
     conn_begin(c, &w);

@@ -20,19 +20,26 @@ struct conn;
 
 /* Connections with output queued, sent together before the loop next waits: HAProxy packs many
  * NOTIFYs into one read, and one send() for all their ACKs instead of one each is most of the
- * agent's CPU on the cached path. One per loop, shared by its connections. */
+ * agent's CPU on the cached path. One per loop, shared by its connections.
+ * It also frees the connections closed since the last iteration: from the ev_prepare, so every
+ * iteration frees them, however busy the loop is (an ev_idle never runs on a loaded loop). */
 struct conn_flusher {
     struct ev_loop *loop;
     struct list dirty;
+    struct list closing; /* closed with conn_close_soon(), freed before the loop next waits */
     ev_prepare prepare;
+    ev_idle nowait; /* from a close until the loop idles: it does not block meanwhile */
 };
 
-/* Starts the ev_prepare (unreferenced: flushing alone never keeps a loop alive). */
+/* Starts the ev_prepare (unreferenced: flushing alone never keeps a loop alive; a connection
+ * waiting to be freed keeps it running, through the ev_idle, until it is). */
 void conn_flusher_init(struct conn_flusher *fl, struct ev_loop *loop);
 /* Stops it; every connection using it must be gone. */
 void conn_flusher_stop(struct conn_flusher *fl);
 /* Sends what every connection of the flusher has queued (also called by the ev_prepare). */
 void conn_flush_dirty(struct conn_flusher *fl);
+/* Frees the connections closed with conn_close_soon() (also called by the ev_prepare). */
+void conn_reap_closing(struct conn_flusher *fl);
 
 /* Fixed for the connection's whole life (a reload changes what new connections get, never the
  * frame size a live one negotiated). The pointed-to objects must outlive the connection. */
@@ -69,7 +76,8 @@ int conn_commit(struct conn *c, struct spop_writer *w);
 
 /* Sends AGENT-DISCONNECT (status, message) and closes once it is flushed. */
 void conn_disconnect(struct conn *c, int status, const char *message);
-/* Closes without a word, from the loop. Safe to call from any callback, several times. */
+/* Closes without a word; freed before the loop next waits (the flusher's ev_prepare). Safe to
+ * call from any callback, several times. */
 void conn_close_soon(struct conn *c);
 /* Frees at once (calls on_close): only for shutdown and tests, outside any callback chain. */
 void conn_destroy(struct conn *c);

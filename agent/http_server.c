@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,8 +25,13 @@
 #include "secret_file.h"
 
 #define LOOP_WAIT_S 2 /* a loop that cannot answer within this is reported as unhealthy */
-#define MHD_CONNECTIONS 16u
+#define MHD_CONNECTIONS 64u
+#define MHD_PER_IP 4u /* one client address cannot take every slot (TCP only) */
 #define MHD_IDLE_S 10u
+/* A whole request (headers and body) must arrive within this after the connection opened or the
+ * previous answer: MHD 0.9.75's timeout restarts on every byte, so a client sending a header
+ * line every few seconds would otherwise hold its slot for ever. */
+#define REQUEST_DEADLINE_S 5
 
 struct http_server;
 
@@ -49,6 +55,18 @@ struct http_server {
     bool stopping;
     pthread_mutex_t token_lock;
     char *admin_token;
+    pthread_mutex_t conns_lock; /* MHD threads add and remove, the loop's sweep reads */
+    struct list conns;          /* struct http_conn of every open connection */
+    ev_timer sweep;
+};
+
+/* One open connection, for the request deadline. Removed (under conns_lock) before MHD closes
+ * its fd, so the sweep never shuts down an fd that was reused. */
+struct http_conn {
+    struct list node;
+    int fd;
+    double since;   /* monotonic seconds: connection opened or last answer sent */
+    bool answering; /* the request is complete: no deadline until it is answered */
 };
 
 /* A request handed to the loop thread; lives on the MHD thread's stack. */
@@ -210,6 +228,8 @@ static void take_body(struct req_ctx *rc, const char *data, size_t n)
     rc->body[rc->len] = '\0';
 }
 
+static void conn_mark(struct http_server *s, struct MHD_Connection *conn, bool answering);
+
 static enum MHD_Result finish(struct endpoint *ep, struct MHD_Connection *conn, struct req_ctx *rc,
                               const char *url, const char *method)
 {
@@ -219,6 +239,7 @@ static enum MHD_Result finish(struct endpoint *ep, struct MHD_Connection *conn, 
         http_router_check_body(rc->route, ~0ULL, &j.resp);
         return send_response(conn, &j.resp);
     }
+    conn_mark(ep->srv, conn, true);
     j.req = (struct http_request){
         .method = method,
         .path = url,
@@ -260,6 +281,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
                          enum MHD_RequestTerminationCode toe)
 {
+    conn_mark(((struct endpoint *)cls)->srv, conn, false); /* the next request's deadline */
     struct req_ctx *rc = *ctx;
     if (!rc)
         return;
@@ -268,15 +290,104 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     *ctx = NULL;
 }
 
+/* ---- request deadline ---------------------------------------------------------------------- */
+
+static double monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct http_conn *conn_slot(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return i ? i->socket_context : NULL;
+}
+
+/* The request is complete (answering) or answered (a new deadline for the next one). */
+static void conn_mark(struct http_server *s, struct MHD_Connection *conn, bool answering)
+{
+    struct http_conn *hc = conn_slot(conn);
+    if (!hc)
+        return;
+    pthread_mutex_lock(&s->conns_lock);
+    hc->answering = answering;
+    hc->since = monotonic_s();
+    pthread_mutex_unlock(&s->conns_lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = ((struct endpoint *)cls)->srv;
+    struct http_conn *hc = *socket_ctx;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (!hc)
+            return;
+        pthread_mutex_lock(&s->conns_lock);
+        list_del(&hc->node);
+        pthread_mutex_unlock(&s->conns_lock);
+        free(hc);
+        *socket_ctx = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *i =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!i || !(hc = calloc(1, sizeof(*hc))))
+        return; /* no deadline for it: the idle timeout still bounds a silent one */
+    hc->fd = i->connect_fd;
+    hc->since = monotonic_s();
+    pthread_mutex_lock(&s->conns_lock);
+    list_insert(&s->conns, &hc->node);
+    pthread_mutex_unlock(&s->conns_lock);
+    *socket_ctx = hc;
+}
+
+/* On the loop, every second: a connection past its deadline is shut down (MHD then sees the
+ * end of input and closes it from its own thread). */
+static void on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct http_server *s = w->data;
+    double now = monotonic_s();
+    pthread_mutex_lock(&s->conns_lock);
+    for (struct list *n = s->conns.next; n != &s->conns; n = n->next) {
+        struct http_conn *hc = list_entry(n, struct http_conn, node);
+        if (hc->answering || now - hc->since < REQUEST_DEADLINE_S)
+            continue;
+        shutdown(hc->fd, SHUT_RDWR);
+        hc->since = now; /* once is enough; again only if MHD has not closed it by then */
+    }
+    pthread_mutex_unlock(&s->conns_lock);
+}
+
 /* ---- listeners ----------------------------------------------------------------------------- */
 
-static struct MHD_Daemon *start_mhd(struct endpoint *ep, unsigned flags, enum MHD_OPTION where,
-                                    const void *what)
+/* MHD's own messages (a bind that failed, a client that went away) go to the agent's log, with
+ * its timestamps and sink, never straight to stderr. */
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    return MHD_start_daemon(flags | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                            NULL, on_request, ep, where, what, MHD_OPTION_NOTIFY_COMPLETED,
-                            on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, MHD_CONNECTIONS,
-                            MHD_OPTION_CONNECTION_TIMEOUT, MHD_IDLE_S, MHD_OPTION_END);
+    char raw[512], line[512];
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(raw);
+    while (len && (raw[len - 1] == '\n' || raw[len - 1] == '\r'))
+        len--;
+    log_printable(raw, len, line, sizeof(line));
+    log_error("http: %s", line);
+}
+
+static struct MHD_Daemon *start_mhd(struct endpoint *ep, unsigned flags, unsigned per_ip,
+                                    enum MHD_OPTION where, const void *what)
+{
+    return MHD_start_daemon(
+        flags | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ep,
+        where, what, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, ep, MHD_OPTION_NOTIFY_CONNECTION, on_connection, ep,
+        MHD_OPTION_CONNECTION_LIMIT, MHD_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, MHD_IDLE_S, MHD_OPTION_END);
 }
 
 static int start_tcp(struct http_server *s, const char *listen, char *err, size_t errlen)
@@ -293,7 +404,7 @@ static int start_tcp(struct http_server *s, const char *listen, char *err, size_
         return -1;
     s->tcp = (struct endpoint){.srv = s, .origin = HTTP_ORIGIN_TCP};
     unsigned flags = ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0;
-    s->tcp.mhd = start_mhd(&s->tcp, flags, MHD_OPTION_SOCK_ADDR, &ss);
+    s->tcp.mhd = start_mhd(&s->tcp, flags, MHD_PER_IP, MHD_OPTION_SOCK_ADDR, &ss);
     if (!s->tcp.mhd) {
         snprintf(err, errlen, "cannot listen on %s: %s", listen, strerror(errno));
         return -1;
@@ -314,7 +425,10 @@ static int unix_listen_fd(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "admin-listen: %s", strerror(errno));
         return -1;
     }
-    unlink(path); /* a stale socket from a previous run */
+    if (addr_unix_prepare(path, err, errlen) < 0) {
+        close(fd);
+        return -1;
+    }
     mode_t old = umask(0177);
     int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
     umask(old);
@@ -339,7 +453,7 @@ static int start_admin(struct http_server *s, const char *admin_listen, char *er
         return -1;
     s->unix_path = strdup(a.path);
     s->admin = (struct endpoint){.srv = s, .origin = HTTP_ORIGIN_ADMIN_SOCKET};
-    s->admin.mhd = start_mhd(&s->admin, 0, MHD_OPTION_LISTEN_SOCKET, (void *)(intptr_t)fd);
+    s->admin.mhd = start_mhd(&s->admin, 0, 0, MHD_OPTION_LISTEN_SOCKET, (void *)(intptr_t)fd);
     if (!s->admin.mhd || !s->unix_path) {
         snprintf(err, errlen, "cannot serve admin-listen %s", a.path);
         if (!s->admin.mhd)
@@ -363,7 +477,13 @@ struct http_server *http_server_start(struct ev_loop *loop, const struct http_ro
     list_init(&s->jobs);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->token_lock, NULL);
+    pthread_mutex_init(&s->conns_lock, NULL);
+    list_init(&s->conns);
     pthread_cond_init(&s->cond, NULL);
+    ev_timer_init(&s->sweep, on_sweep, 1.0, 1.0);
+    s->sweep.data = s;
+    ev_timer_start(loop, &s->sweep);
+    ev_unref(loop);
     ev_async_init(&s->wake, on_wake);
     s->wake.data = s;
     ev_async_start(loop, &s->wake);
@@ -406,9 +526,12 @@ void http_server_stop(struct http_server *s)
     free(s->unix_path);
     ev_ref(s->loop);
     ev_async_stop(s->loop, &s->wake);
+    ev_ref(s->loop);
+    ev_timer_stop(s->loop, &s->sweep);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->token_lock);
+    pthread_mutex_destroy(&s->conns_lock);
     secret_free(&s->admin_token);
     free(s);
 }

@@ -45,7 +45,8 @@ static int bind_unix(struct listener *l, const char *path, char *err, size_t err
     l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l->fd < 0)
         goto fail;
-    unlink(path); /* a stale socket from a previous run */
+    if (addr_unix_prepare(path, err, errlen) < 0)
+        return -1;
     if (bind(l->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
         goto fail;
     l->is_unix = true;

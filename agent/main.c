@@ -20,8 +20,12 @@
 #include "config.h"
 #include "http_router.h"
 #include "http_server.h"
+#include "fastpath_writer.h"
 #include "l2_codec.h"
+#include "fleet.h"
 #include "log.h"
+#include "purge_apply.h"
+#include "revoke.h"
 #include "version.h"
 
 struct daemon {
@@ -31,15 +35,21 @@ struct daemon {
     struct cache *cache;
     struct agent agent;
     struct http_server *http;
-    ev_tstamp started; /* loop time at start, for /admin/status */
+    struct revoke *revoke; /* /admin/purge, /admin/cache, /backchannel-logout */
+    struct fleet *fleet;   /* purges broadcast over the shared cache's Redis; NULL without it */
+    ev_tstamp started;     /* loop time at start, for /admin/status */
     ev_signal sigterm, sigint, sighup;
     ev_timer drain_deadline;
     ev_prepare drain_check;
 };
 
-/* Builds a configuration from the command line (which names the file). NULL with err filled. */
-static struct config *load_config(int argc, char **argv, enum config_action *action, char *err,
-                                  size_t errlen)
+/* Builds a configuration from the command line (which names the file; parsed again on every
+ * reload: the agent never changes directory, so a relative --config names the same file). NULL
+ * with err filled.
+ * On reload (running set) the restart-only values are put back before anything is checked, so
+ * that an ignored change cannot refuse the live ones (a token rotation, a secret). */
+static struct config *load_config(int argc, char **argv, const struct config *running,
+                                  enum config_action *action, char *err, size_t errlen)
 {
     struct config *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -47,8 +57,14 @@ static struct config *load_config(int argc, char **argv, enum config_action *act
         return NULL;
     }
     config_defaults(c);
-    if (config_parse_args(c, argc, argv, action, err, errlen) < 0 ||
-        (*action != CONFIG_EXIT_OK && config_finalize(c, err, errlen) < 0)) {
+    int rc = config_parse_args(c, argc, argv, action, err, errlen);
+    if (rc == 0 && running && config_keep_restart_only(c, running) < 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0 && *action != CONFIG_EXIT_OK)
+        rc = running ? config_finalize_reload(c, err, errlen) : config_finalize(c, err, errlen);
+    if (rc < 0) {
         config_free(c);
         free(c);
         return NULL;
@@ -91,14 +107,9 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
     struct daemon *d = w->data;
     char err[CONFIG_ERR_LEN];
     enum config_action action;
-    struct config *next = load_config(d->argc, d->argv, &action, err, sizeof(err));
+    struct config *next = load_config(d->argc, d->argv, d->cfg, &action, err, sizeof(err));
     if (!next) {
         log_error("reload refused, keeping the running configuration: %s", err);
-        return;
-    }
-    if (config_keep_restart_only(next, d->cfg) < 0) {
-        log_error("reload refused: out of memory");
-        free_config(next);
         return;
     }
     if (agent_reconfigure(&d->agent, next) < 0) {
@@ -177,6 +188,25 @@ static void serve_healthz(void *ud, const struct http_request *req, struct http_
                        strdup(d->agent.draining ? "draining\n" : "ok\n"));
 }
 
+/* text followed by more (both malloc'd, more is freed); NULL when either is (the answer is then a
+ * 500 rather than metrics with a part silently missing). */
+static char *append_text(char *text, char *more)
+{
+    if (!text || !more) {
+        free(text);
+        free(more);
+        return NULL;
+    }
+    size_t a = strlen(text), b = strlen(more);
+    char *all = realloc(text, a + b + 1);
+    if (all)
+        memcpy(all + a, more, b + 1);
+    else
+        free(text);
+    free(more);
+    return all;
+}
+
 static void serve_metrics(void *ud, const struct http_request *req, struct http_response *resp)
 {
     struct daemon *d = ud;
@@ -184,8 +214,12 @@ static void serve_metrics(void *ud, const struct http_request *req, struct http_
     const struct metrics *workers[1] = {&d->agent.metrics};
     struct cache_stats cs;
     cache_get_stats(d->cache, &cs);
-    http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8",
-                       metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp)));
+    char *text = metrics_render(workers, 1, &cs, introspector_pending(d->agent.idp));
+    if (d->revoke)
+        text = append_text(text, revoke_metrics_text(d->revoke));
+    if (d->fleet)
+        text = append_text(text, fleet_metrics_text(d->fleet));
+    http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text);
 }
 
 /* What an operator asks first: which build, since when, how busy. */
@@ -207,6 +241,96 @@ static void serve_admin_status(void *ud, const struct http_request *req, struct 
     else
         http_response_error(resp, 500, "out of memory");
     free(text);
+}
+
+/* ---- revocation: what a purge reaches (revoke_ops) ------------------------------------------ */
+
+static void rv_token_key(void *ud, const char *token, size_t len, uint8_t out[PURGE_KEY_LEN])
+{
+    struct daemon *d = ud;
+    struct cache_key k;
+    cache_key_of(d->cache, token, len, &k);
+    memcpy(out, k.b, PURGE_KEY_LEN);
+}
+
+/* HAProxy's fast-path map knows entries by the token's cache key only: a token purge drops that
+ * token's entries, any other selector clears the map (fail closed: the next requests go through
+ * the agent, which publishes again what is still valid). */
+static void purge_fastpath(void *ud, const struct purge_selector *sel)
+{
+    struct daemon *d = ud;
+    if (!d->agent.fastpath)
+        return;
+    if (sel->kind == PURGE_TOKEN)
+        fpw_purge_token(d->agent.fastpath, sel->key);
+    else
+        fpw_purge_all(d->agent.fastpath);
+}
+
+/* Every tier a token can be served from: L1 (with its in-flight introspections and tombstones
+ * against L2 hits), the HAProxy fast path, and, through the fleet broadcast, the other agents and
+ * the token's L2 entry. */
+static size_t rv_purge(void *ud, const struct purge_selector *sel)
+{
+    struct daemon *d = ud;
+    size_t n = purge_apply(d->cache, sel);
+    purge_fastpath(d, sel);
+    if (d->fleet)
+        fleet_publish(d->fleet, sel);
+    return n;
+}
+
+static void on_fleet_state(void *ud, bool up)
+{
+    fleet_subscriber_state(ud, up);
+}
+
+/* With the shared cache, purges go to the whole fleet over its Redis. */
+static int start_fleet(struct daemon *d)
+{
+    char err[256];
+    if (!d->agent.l2)
+        return 0;
+    d->fleet = fleet_new(d->agent.l2, d->agent.l2_codec, d->cfg->cache_redis_prefix, d->cache, err,
+                         sizeof(err));
+    if (!d->fleet) {
+        log_error("fleet purges: %s", err);
+        return -1;
+    }
+    fleet_on_purge(d->fleet, purge_fastpath, d); /* purges from the other agents */
+    d->agent.l2_subscriber_state = on_fleet_state;
+    d->agent.l2_subscriber_ud = d->fleet;
+    return 0;
+}
+
+static size_t rv_list(void *ud, const struct purge_selector *sel, size_t max, purge_entry_fn fn,
+                      void *ctx)
+{
+    struct daemon *d = ud;
+    return purge_list(d->cache, sel, max, fn, ctx);
+}
+
+static int start_revoke(struct daemon *d, struct ev_loop *loop)
+{
+    static const struct revoke_ops ops = {
+        .token_key = rv_token_key, .purge = rv_purge, .list = rv_list};
+    const struct config *c = d->cfg;
+    struct revoke_config rc = {
+        .issuer = c->logout_issuer,
+        .client_id = c->logout_client_id ? c->logout_client_id : c->client_id,
+        .jwks_url = c->logout_jwks_url,
+        .ca_file = c->ca_file,
+        .insecure = c->tls_insecure_skip_verify,
+    };
+    char err[256];
+    d->revoke = revoke_new(loop, &rc, &ops, d, err, sizeof(err));
+    if (!d->revoke) {
+        log_error("revocation: %s", err);
+        return -1;
+    }
+    if (revoke_logout_enabled(d->revoke))
+        log_info("back-channel logout for %s, keys from %s", c->logout_issuer, c->logout_jwks_url);
+    return 0;
 }
 
 /* The gateway's public keys (RFC 7517), for APIs verifying minted JWTs. Short max-age: after a
@@ -235,6 +359,8 @@ static void add_routes(struct daemon *d, struct http_router *r)
     http_router_init(r);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         http_router_add(r, &routes[i]); /* cannot fail: distinct, and fewer than the maximum */
+    if (d->revoke && revoke_add_routes(d->revoke, r) != 0)
+        log_error("http: no room for the revocation routes"); /* HTTP_ROUTES_MAX is far above */
 }
 
 static int start_http(struct daemon *d, struct ev_loop *loop)
@@ -288,9 +414,11 @@ static int run(struct daemon *d)
         cache_free(d->cache);
         return 1;
     }
-    if (start_http(d, loop) < 0) {
+    if (start_fleet(d) < 0 || start_revoke(d, loop) < 0 || start_http(d, loop) < 0) {
         http_server_stop(d->http);
+        revoke_free(d->revoke);
         agent_fini(&d->agent);
+        fleet_free(d->fleet); /* after the Redis client, which may still call it */
         cache_free(d->cache);
         return 1;
     }
@@ -300,7 +428,9 @@ static int run(struct daemon *d)
     ev_run(loop, 0);
 
     http_server_stop(d->http);
+    revoke_free(d->revoke);
     agent_fini(&d->agent);
+    fleet_free(d->fleet);
     cache_free(d->cache);
     log_info("stopped");
     return 0;
@@ -312,7 +442,7 @@ int main(int argc, char **argv)
     char err[CONFIG_ERR_LEN];
     enum config_action action = CONFIG_RUN;
     log_init(LOG_LVL_INFO, false);
-    d.cfg = load_config(argc, argv, &action, err, sizeof(err));
+    d.cfg = load_config(argc, argv, NULL, &action, err, sizeof(err));
     if (!d.cfg) {
         fprintf(stderr, "phantom-token-agent: %s\n", err);
         return 2;

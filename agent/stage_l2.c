@@ -16,6 +16,8 @@
 #include "log.h"
 #include "redis_client.h"
 
+#include <openssl/sha.h>
+
 _Static_assert(L2_STATUS_COUNT <= METRICS_L2_REASONS, "metrics cannot count every l2_status");
 
 #define KEY_MAX 512 /* prefix (at most 256, checked by the option) + 64 hex + NUL */
@@ -59,6 +61,16 @@ static void log_unusable(struct flight *f, enum l2_status s)
               l2_status_name(s));
 }
 
+/* Revocation: an entry written before a purge that selects it must not come back into L1. */
+static bool purged_since(struct l2_stage *st, struct flight *f, const struct token_info *ti)
+{
+    size_t len = 0;
+    const char *tok = flight_token(f, &len);
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    const uint8_t *id = tok && SHA256((const unsigned char *)tok, len, d) ? d : NULL;
+    return cache_purged_since_write(st->cache, flight_key(f), id, ti);
+}
+
 static void on_get(void *ud, const struct rc_reply *r)
 {
     struct l2_get *g = ud;
@@ -72,6 +84,12 @@ static void on_get(void *ud, const struct rc_reply *r)
         int64_t expires;
         enum l2_status s = l2_value_decode(st->codec, flight_key(f)->b, (const uint8_t *)r->str,
                                            r->len, clock_ms(NULL), &ti, &expires);
+        if (s == L2_OK && purged_since(st, f, ti)) {
+            token_unref(ti); /* may predate a purge (revocation): ask the identity server */
+            metrics_observe_l2(st->m, ML2_MISS, ms);
+            flight_next(f);
+            return;
+        }
         if (s == L2_OK) {
             metrics_observe_l2(st->m, ML2_HIT, ms);
             flight_resolve(f, ti);

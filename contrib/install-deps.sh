@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that building, testing, the demo and packaging need, and only
 # those that are missing. Used by tests/run-all.sh, contrib/demo/run-demo.sh and CI.
-# Usage: contrib/install-deps.sh [build|test|demo|rpm|bench|fuzz|all]   (default: test)
+# Usage: contrib/install-deps.sh [build|test|demo|rpm|bench|fuzz|haproxy-builds|all]  (default: test)
+# haproxy-builds: the runtime libraries of upstream HAProxy 3.x builds (../shared/haproxy/README.md).
 set -euo pipefail
 
 build=(build-essential cmake pkg-config libev-dev libcurl4-openssl-dev libjansson-dev libssl-dev
@@ -9,8 +10,9 @@ build=(build-essential cmake pkg-config libev-dev libcurl4-openssl-dev libjansso
 test=("${build[@]}" libcmocka-dev haproxy python3 curl openssl redis-server nodejs)
 demo=("${build[@]}" haproxy python3 curl)
 rpm=("${build[@]}" rpm systemd)
-bench=("${test[@]}" wrk valgrind)
+bench=("${test[@]}" wrk valgrind nginx-light)
 fuzz=("${build[@]}" clang libclang-rt-14-dev)
+haproxy_builds=(libssl3 libpcre2-8-0 liblua5.4-0 libcrypt1)
 
 case "${1:-test}" in
   build) want=("${build[@]}") ;;
@@ -19,8 +21,9 @@ case "${1:-test}" in
   rpm) want=("${rpm[@]}") ;;
   bench) want=("${bench[@]}") ;;
   fuzz) want=("${fuzz[@]}") ;;
+  haproxy-builds) want=("${haproxy_builds[@]}") ;;
   all) want=("${test[@]}" rpm systemd wrk valgrind clang libclang-rt-14-dev) ;;
-  *) echo "usage: $0 [build|test|demo|rpm|bench|fuzz|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|test|demo|rpm|bench|fuzz|haproxy-builds|all]" >&2; exit 2 ;;
 esac
 
 # Debian ships npm as its own package; other builds of nodejs (NodeSource) bundle it and conflict

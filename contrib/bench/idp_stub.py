@@ -56,6 +56,19 @@ def make_jwt(size):
     return jwt.encode("ascii")
 
 
+async def read_chunked(reader):
+    """A chunked request body (trailers ignored)."""
+    body = b""
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass
+            return body
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)
+
+
 def response(status, ctype, body):
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
     head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
@@ -120,24 +133,29 @@ class Stub:
             return None
         return self.ok
 
-    async def handle(self, reader, writer):
+    async def handle(self, reader, writer):  # noqa: C901 (one HTTP/1.1 loop)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.split(b"\r\n")
                 method, target, _ = lines[0].decode("latin-1").split(" ", 2)
                 length = 0
-                close = False
+                close = chunked = False
                 for line in lines[1:]:
                     name, _, value = line.partition(b":")
                     name = name.strip().lower()
                     if name == b"content-length":
                         length = int(value.strip())
+                    elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                        chunked = True  # HAProxy's Lua httpclient (the Lua peer) sends chunks
                     elif name == b"connection" and value.strip().lower() == b"close":
                         close = True
                     elif name == b"expect" and value.strip().lower() == b"100-continue":
                         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                body = await reader.readexactly(length) if length else b""
+                if chunked:
+                    body = await read_chunked(reader)
+                else:
+                    body = await reader.readexactly(length) if length else b""
                 path = urllib.parse.urlsplit(target).path
                 if method == "POST" and path == "/introspect":
                     out = await self.introspect(body)

@@ -42,6 +42,45 @@ CLIENT_ID = "phantom-agent"
 CLIENT_SECRET = "s3cret:with&odd=chars+and spaces"  # exercises RFC 6749 2.3.1 form-encoding
 
 _live = []  # every Proc not yet stopped, for the atexit hook
+_announced = []  # HAProxy binaries whose version this process already printed
+
+
+def haproxy_version(path=None):
+    """(version string, None) of an HAProxy binary, e.g. ("3.4.0-64a335366", None), or
+    (None, reason) when it cannot run here (absent, a runtime library missing)."""
+    path = path or HAPROXY
+    if not os.access(path, os.X_OK):
+        return None, "not found at %s" % path
+    try:
+        p = subprocess.run([path, "-v"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, "%s cannot run: %s" % (path, e)
+    out = p.stdout.decode("utf-8", "replace")
+    first = out.splitlines()[0] if out else ""
+    if p.returncode != 0 or not first.startswith("HAProxy version "):
+        return None, "%s cannot run here: %s" % (path, first or "exit %d" % p.returncode)
+    return first.split()[2], None
+
+
+def haproxy_version_tuple(path=None):
+    """(major, minor) of an HAProxy binary, e.g. (3, 4); (0, 0) when it cannot run."""
+    v, _ = haproxy_version(path)
+    try:
+        return tuple(int(x) for x in v.split("-")[0].split(".")[:2])
+    except (AttributeError, ValueError):
+        return (0, 0)
+
+
+def announce_haproxy(path=None):
+    """Prints once per process which HAProxy the tests drive, so each run of the suite says it."""
+    path = path or HAPROXY
+    if path in _announced:
+        return
+    _announced.append(path)
+    v, why = haproxy_version(path)
+    sys.stderr.write("integration: HAProxy %s (%s)\n" % (v, path) if v else
+                     "integration: HAProxy %s\n" % why)
 
 
 def require_binaries(testcase_cls=None):
@@ -49,6 +88,7 @@ def require_binaries(testcase_cls=None):
     for path, what in ((AGENT, "agent (PTA_AGENT)"), (HAPROXY, "haproxy (PTA_HAPROXY)")):
         if not os.access(path, os.X_OK):
             raise unittest.SkipTest("%s not found at %s" % (what, path))
+    announce_haproxy()
 
 
 def free_port():
@@ -198,6 +238,47 @@ def http_request(port, method, path, headers=(), body=None, timeout=15, host="12
         conn.close()
 
 
+def load(port, conns, total, headers=(), path="/api/data", timeout=15):
+    """Sends `total` GET requests over `conns` keep-alive connections (one thread each) as fast as
+    they are answered; returns a Counter of statuses (an exception's name for a failed request).
+    A bounded load for tests: what it checks is the answers, never how fast they came."""
+    import collections
+    import threading
+    counts = collections.Counter()
+    lock = threading.Lock()
+    left = [total]
+    hdrs = dict(headers)
+    hdrs.setdefault("Host", "127.0.0.1:%d" % port)
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    break
+                left[0] -= 1
+            try:
+                conn.request("GET", path, headers=hdrs)
+                r = conn.getresponse()
+                r.read()
+                status = r.status
+                if r.will_close:
+                    conn.close()
+            except (OSError, http.client.HTTPException) as e:
+                status = type(e).__name__
+                conn.close()
+            with lock:
+                counts[status] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
 def read_response(f, method="GET"):
     """Reads one HTTP/1.1 response from a binary file object (for pipelined requests)."""
     line = f.readline()
@@ -233,8 +314,10 @@ class Stack:
     expects CLIENT_SECRET); idp_url: overrides the introspection URL (e.g. an unreachable one)."""
 
     def __init__(self, agent_args=(), agent_secret=CLIENT_SECRET, client_auth="basic",
-                 idp_url=None, haproxy_env=None, start_agent=True, idp_args=(), idp_tls=None):
+                 idp_url=None, haproxy_env=None, start_agent=True, idp_args=(), idp_tls=None,
+                 haproxy_cfg=None):
         require_binaries()
+        self.haproxy_cfg = haproxy_cfg or HAPROXY_CFG  # a variant of the shipped file, for a test
         self.tmpdir = tempfile.mkdtemp(prefix="pta-it-")
         self.procs = {}
         self.secrets = set([CLIENT_SECRET, agent_secret])  # never allowed in any log
@@ -260,6 +343,11 @@ class Stack:
                                                    "--secret-file", self._secret_file("idp-secret", CLIENT_SECRET)]
                                           + self.idp_args)
             self.echo_port = self._start_py("echo", [ECHO_PY, "--port", "0"])
+            # The kernel may hand the servers (port 0) a port free_port() picked above.
+            while self.agent_port in (self.idp_port, self.echo_port):
+                self.agent_port = free_port()
+            while self.haproxy_port in (self.idp_port, self.echo_port, self.agent_port):
+                self.haproxy_port = free_port()
             if self.start_agent_first:
                 self.start_agent()
             self.start_haproxy()
@@ -344,7 +432,7 @@ class Stack:
         return env
 
     def start_haproxy(self):
-        p = Proc("haproxy", [HAPROXY, "-db", "-f", HAPROXY_CFG], self.tmpdir,
+        p = Proc("haproxy", [HAPROXY, "-db", "-f", self.haproxy_cfg], self.tmpdir,
                  env=self.haproxy_environ())
         self.procs["haproxy"] = p
         # The stats socket answers once every listener is bound; probing it instead of the

@@ -13,6 +13,7 @@ unless the shipped one has them already. Runs with PTA_HAPROXY (2.6 and 3.x alik
 """
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -76,10 +77,21 @@ class FastpathStack(Stack):
             f.write(fastpath_cfg(harness.HAPROXY_CFG))
         self.haproxy_env.update({"PHANTOM_FASTPATH_MAP": self.map_file,
                                  "PHANTOM_FASTPATH_KEY": self.key_file})
+        self.admin_token = "fp-admin-" + os.urandom(8).hex()
+        self.admin_file = self._secret_file("admin-token", self.admin_token)
         self.agent_args += ["--fastpath-socket", "unix:" + self.stats_socket,
                             "--fastpath-map", self.map_file, "--fastpath-key-file", self.key_file,
                             "--fastpath-ttl", ttl, "--fastpath-max-entries", str(max_entries),
-                            "--http-listen", "127.0.0.1:%d" % self.metrics_port]
+                            "--http-listen", "127.0.0.1:%d" % self.metrics_port,
+                            "--admin-token-file", self.admin_file]
+
+    def purge(self, selector):
+        r = http_request(self.metrics_port, "POST", "/admin/purge",
+                         headers=[("Authorization", "Bearer " + self.admin_token),
+                                  ("Content-Type", "application/json")],
+                         body=json.dumps(selector).encode())
+        assert r.status == 200, r
+        return json.loads(r.body)["purged"]
 
     def start_haproxy(self):
         p = harness.Proc("haproxy", [harness.HAPROXY, "-db", "-f", self.cfg_file], self.tmpdir,
@@ -126,6 +138,26 @@ class FastpathTest(unittest.TestCase):
     def published(self, auth, scopes=""):
         key = map_key(auth, scopes)
         return wait_until(lambda: self.s.map_entries().get(key), 10, "entry %s published" % key)
+
+    def test_admin_purge_reaches_the_map(self):
+        """A purge through the admin API removes the token's map entry at once (not after
+        fastpath-ttl); any other selector clears the map, since it knows entries by token only."""
+        s = self.s
+        tok = s.register("fp-purge-token-1", sub="fp-purge-alice")
+        other = s.register("fp-purge-token-2", sub="fp-purge-bob")
+        for t in (tok, other):
+            self.assertEqual(s.get(t).status, 200)
+            self.published("Bearer " + t)
+        self.assertGreaterEqual(s.purge({"token": tok}), 1)
+        key, other_key = map_key("Bearer " + tok), map_key("Bearer " + other)
+        wait_until(lambda: key not in s.map_entries(), 10, "purged entry removed")
+        self.assertIn(other_key, s.map_entries())
+        before = s.decisions()
+        self.assertEqual(s.get(tok).status, 200)  # asked the agent again, not the map
+        self.assertEqual(s.decisions(), before + 1)
+        self.published("Bearer " + tok)
+        s.purge({"sub": "fp-purge-bob"})
+        wait_until(lambda: not ({key, other_key} & set(s.map_entries())), 10, "map cleared")
 
     def test_hit_is_served_without_the_agent(self):
         s = self.s

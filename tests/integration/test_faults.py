@@ -681,48 +681,10 @@ class StaleIfErrorSuite(FaultMixin, harness.StackTestCase):
         self.assertLessEqual(statuses, {401, 502, 503})
 
 
-# The rule that turns the agent's retry_after variable into a Retry-After header on the 503,
-# placed before the catch-all 503 of haproxy-conf/haproxy.cfg. Until the shipped file has it, the
-# test below runs against a copy of the shipped file with this rule added.
-RETRY_AFTER_RULE = (
-    "    http-request return status 503 content-type application/json string "
-    "'{\"code\":\"server_error\",\"message\":\"Problem encountered processing the request\"}' "
-    "hdr Retry-After \"%[var(txn.phantom.retry_after)]\" "
-    "if { var(txn.phantom.status) -m int 503 } { var(txn.phantom.retry_after) -m found } "
-    "!spoe_failed\n")
-
-
-def config_with_retry_after(tmpdir):
-    with open(harness.HAPROXY_CFG) as f:
-        text = f.read()
-    if "txn.phantom.retry_after" in text:
-        return harness.HAPROXY_CFG
-    anchor = "    http-request return status 503 "
-    at = text.index(anchor)
-    path = os.path.join(tmpdir, "haproxy-retry-after.cfg")
-    with open(path, "w") as f:
-        f.write(text[:at] + RETRY_AFTER_RULE + text[at:])
-    return path
-
 
 class RetryAfterHeader(harness.StackTestCase):
     """The open breaker's 503 reaches the client with Retry-After: the cool-down left."""
     STACK_ARGS = {"agent_args": ["--breaker-failures", "1", "--breaker-open-time", "30s"]}
-
-    @classmethod
-    def setUpClass(cls):
-        cls._cfg = harness.HAPROXY_CFG
-        cls.tmp = tempfile.mkdtemp(prefix="pta-ra-")
-        harness.HAPROXY_CFG = config_with_retry_after(cls.tmp)
-        try:
-            super().setUpClass()
-        finally:
-            harness.HAPROXY_CFG = cls._cfg
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_retry_after_on_open_breaker(self):
         s = self.stack

@@ -41,7 +41,6 @@ class MintBase(unittest.TestCase):
     ALG = "ES256"
     AUDIENCES = [AUDIENCE]        # jwt-audience: the first is the default
     HAPROXY_CFG = None            # a test copy of haproxy.cfg, or the shipped one
-    SPOE_CONF = None
 
     @classmethod
     def setUpClass(cls):
@@ -61,22 +60,16 @@ class MintBase(unittest.TestCase):
         cls.conf = os.path.join(cls.tmp, "agent.conf")
         cls.write_conf([cls.key1])
         env = {"PHANTOM_BACKEND": "127.0.0.1:%d" % cls.backend.port}
-        if cls.SPOE_CONF:
-            env["PHANTOM_SPOE_CONF"] = cls.SPOE_CONF(cls.tmp)
         cls.stack = harness.Stack(
             agent_args=["--config", cls.conf, "--client-id", harness.CLIENT_ID + cls.CLIENT_SUFFIX,
                         "--accept", cls.ACCEPT, "--metrics-listen", "127.0.0.1:%d" % cls.http_port],
-            idp_url=cls.idp.introspection_url, haproxy_env=env)
-        shipped_cfg = harness.HAPROXY_CFG
+            idp_url=cls.idp.introspection_url, haproxy_env=env,
+            haproxy_cfg=cls.HAPROXY_CFG(cls.tmp) if cls.HAPROXY_CFG else None)
         try:
-            if cls.HAPROXY_CFG:
-                harness.HAPROXY_CFG = cls.HAPROXY_CFG(cls.tmp)
             cls.stack.start()
         except BaseException:
             cls.stop_servers()
             raise
-        finally:
-            harness.HAPROXY_CFG = shipped_cfg
 
     @classmethod
     def write_conf(cls, keys):
@@ -268,18 +261,6 @@ class CheckConfigTest(unittest.TestCase):
 ORDERS = "https://orders.test"
 
 
-def spoe_with_audience(tmp):
-    """The shipped SPOE config plus the optional audience argument."""
-    with open(harness.SPOE_CONF) as f:
-        text = f.read()
-    marker = "realm=var(txn.phantom_realm)"
-    assert marker in text
-    path = os.path.join(tmp, "phantom-token.conf")
-    with open(path, "w") as f:
-        f.write(text.replace(marker, marker + " audience=var(txn.phantom_audience)"))
-    return path
-
-
 def cfg_with_orders_route(tmp):
     """The shipped haproxy.cfg plus one route that asks for another audience."""
     with open(harness.HAPROXY_CFG) as f:
@@ -300,7 +281,6 @@ class AudienceTest(MintBase):
     audience, so the route picks its own without a signature per request; an audience the gateway
     does not mint for is a 500, never another API's JWT."""
     AUDIENCES = [AUDIENCE, ORDERS]
-    SPOE_CONF = staticmethod(spoe_with_audience)
     HAPROXY_CFG = staticmethod(cfg_with_orders_route)
 
     def test_route_audience(self):

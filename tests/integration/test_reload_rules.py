@@ -7,6 +7,7 @@ for http-listen)."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,21 @@ class CheckConfigAgreesWithStart(unittest.TestCase):
         r = harness.http_request(port, "GET", "/healthz", host="localhost")
         self.assertEqual((r.status, r.body), (200, b"ok\n"))
 
+    def test_http_listen_in_use_is_reported_through_the_log(self):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        try:
+            port = taken.getsockname()[1]
+            run = subprocess.run(self.argv("127.0.0.1:%d" % port), capture_output=True, text=True,
+                                 timeout=10)
+        finally:
+            taken.close()
+        self.assertNotEqual(run.returncode, 0, run.stderr)
+        self.assertIn("http: ", run.stderr)  # MHD's own message, through log.c
+        for line in run.stderr.splitlines():  # every line is one of log.c's
+            self.assertRegex(line, r"^\d{4}-\d\d-\d\dT[0-9:.]+Z (error|warn|info) ")
+
     def test_a_bad_address_fails_both_alike(self):
         for value, message in (("localhost", "expected host:port"),
                                ("unix:/run/m.sock", "the port must be")):
@@ -117,6 +133,68 @@ class CheckConfigAgreesWithStart(unittest.TestCase):
             run = subprocess.run(self.argv(value), capture_output=True, text=True, timeout=10)
             self.assertEqual(run.returncode, 2, (value, run.stderr))
             self.assertIn(message, run.stderr)
+
+
+class AdminTokenRotation(unittest.TestCase):
+    """A SIGHUP re-reads the admin token even when a restart-only option changed to a value that
+    would not start (an ignored change must not block a rotation)."""
+
+    def setUp(self):
+        harness.require_binaries()
+        self.tmp = tempfile.mkdtemp(prefix="pta-reload-token-")
+        self.conf = os.path.join(self.tmp, "agent.conf")
+        self.tok = os.path.join(self.tmp, "admin.tok")
+        self.port = harness.free_port()
+        self.http_port = harness.free_port()
+        self.write_token("token-A")
+        self.write_conf("127.0.0.1:%d" % self.port)
+        self.agent = harness.Proc("agent", [harness.AGENT, "--config", self.conf], self.tmp)
+        harness.wait_until(lambda: self.agent.check_alive() and harness.port_open(self.port)
+                           and harness.port_open(self.http_port), 10, "the agent")
+
+    def tearDown(self):
+        self.assertEqual(self.agent.stop(), 0, self.agent.log_text()[-2000:])
+        harness.shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def write_conf(self, listen):
+        with open(self.conf, "w") as f:
+            f.write("listen = %s\nhttp-listen = 127.0.0.1:%d\nadmin-token-file = %s\n"
+                    % (listen, self.http_port, self.tok))
+
+    def write_token(self, token, mode=0o600):
+        with open(self.tok, "w") as f:
+            f.write(token + "\n")
+        os.chmod(self.tok, mode)
+
+    def status(self, token):
+        return harness.http_request(self.http_port, "GET", "/admin/status",
+                                    headers=[("Authorization", "Bearer " + token)]).status
+
+    def reload(self, done):
+        before = self.agent.log_text().count(done)
+        os.kill(self.agent.pid, signal.SIGHUP)
+        harness.wait_until(lambda: self.agent.log_text().count(done) > before, 10, "the reload")
+
+    def test_rotation_with_an_unresolvable_listen(self):
+        self.assertEqual(self.status("token-A"), 200)
+        self.write_token("token-B")
+        self.write_conf("nosuchhost.invalid:1")
+        self.reload("configuration reloaded")
+        self.assertEqual(self.status("token-B"), 200)
+        self.assertEqual(self.status("token-A"), 401)
+        self.assertIn("reload: the change of listen is ignored", self.agent.log_text())
+        self.assertNotIn("cannot resolve", self.agent.log_text())  # not even looked up
+
+    def test_unreadable_new_token_switches_admin_off(self):
+        self.write_token("token-B", 0o644)  # refused (other users could read it)
+        self.write_conf("127.0.0.1:%d" % self.port)
+        self.reload("configuration reloaded")  # the rest of the reload still applies
+        self.assertIn("the admin API over http-listen is OFF", self.agent.log_text())
+        self.assertNotEqual(self.status("token-A"), 200)  # the old token is no longer valid
+        self.assertNotEqual(self.status("token-B"), 200)
+        self.write_token("token-B")
+        self.reload("configuration reloaded")
+        self.assertEqual(self.status("token-B"), 200)
 
 
 if __name__ == "__main__":

@@ -152,7 +152,6 @@ static void test_defaults(void **state)
     assert_false(c->cache.honour_no_store);
     assert_null(c->http_listen);
     assert_int_equal(c->drain_timeout_ms, 5000);
-    assert_null(c->config_file);
 }
 
 static void test_durations(void **state)
@@ -378,7 +377,6 @@ static void test_file_syntax(void **state)
     assert_string_equal(c->client_id, "my client");
     assert_int_equal(c->cache.max_ttl, 60);
     assert_null(c->http_listen);
-    assert_null(c->config_file); /* only config_parse_args records it */
 }
 
 /* Loads content and expects exactly the message expect (with "PATH" standing for the file). */
@@ -441,9 +439,6 @@ static void test_cli_overrides_file(void **state)
     assert_true(c->access_log);
     assert_string_equal(c->client_id, "cli");
     assert_int_equal(c->log_level, LOG_LVL_WARN); /* from the file, not overridden */
-    char *real = realpath(path, NULL);
-    assert_string_equal(c->config_file, real);
-    free(real);
 }
 
 static void test_cli_flags(void **state)
@@ -836,6 +831,17 @@ static void test_reload_rules(void **state)
     assert_int_equal(config_keep_restart_only(&next, running), 0); /* nothing left to keep */
     config_free(&next);
 
+    /* on reload the ignored value is put back first: it can no longer refuse the reload */
+    char err[CONFIG_ERR_LEN] = "";
+    config_defaults(&next);
+    set_ok(&next, "listen", "nosuchhost.invalid:1");
+    assert_int_equal(config_finalize(&next, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "nosuchhost.invalid"));
+    assert_int_equal(config_keep_restart_only(&next, running), 2); /* listen, http-listen */
+    assert_int_equal(config_finalize_reload(&next, err, sizeof(err)), 0);
+    assert_string_equal(next.listen, running->listen);
+    config_free(&next);
+
     assert_true(config_option_restart_only("max-frame-size"));
     assert_true(config_option_restart_only("metrics-listen"));
     assert_true(config_option_restart_only("listen"));
@@ -859,6 +865,10 @@ static void test_http_listen_alias(void **state)
     set_ok(c, "http-listen", "localhost:12345");
     set_ok(c, "listen", "127.0.0.1:12345");
     finalize_fails(c, "listen and http-listen cannot be the same address");
+    set_ok(c, "http-listen", "0.0.0.0:12345"); /* the wildcard takes 127.0.0.1's port too */
+    finalize_fails(c, "listen and http-listen cannot be the same address");
+    set_ok(c, "http-listen", "0.0.0.0:12346");
+    finalize_ok(c);
 }
 
 static void test_admin_options(void **state)
@@ -870,6 +880,12 @@ static void test_admin_options(void **state)
     set_bad(c, "admin-listen", "127.0.0.1:1", "expected unix:/absolute/path");
     set_ok(c, "admin-listen", "off");
     assert_null(c->admin_listen);
+    /* two spellings of one socket path collide (the admin socket took over SPOP's) */
+    set_ok(c, "listen", "unix:/tmp/pta/spop.sock");
+    set_ok(c, "admin-listen", "unix:/tmp/pta//spop.sock");
+    finalize_fails(c, "listen and admin-listen cannot be the same address");
+    set_ok(c, "admin-listen", "off");
+    set_ok(c, "listen", "127.0.0.1:12345");
 
     write_file("admin-token", "adm1n-t0ken\n", 0640, path, sizeof(path));
     set_ok(c, "admin-token-file", path);
@@ -878,6 +894,14 @@ static void test_admin_options(void **state)
     write_file("admin-token", "adm1n-t0ken\n", 0644, path, sizeof(path));
     finalize_fails(c, "admin token file");
     assert_null(c->admin_token); /* failed closed: no stale token kept */
+    /* on reload the same file switches the admin API off instead of refusing the reload */
+    char err[CONFIG_ERR_LEN] = "";
+    write_file("admin-token", "adm1n-t0ken\n", 0640, path, sizeof(path));
+    finalize_ok(c);
+    assert_non_null(c->admin_token);
+    write_file("admin-token", "adm1n-t0ken\n", 0644, path, sizeof(path));
+    assert_int_equal(config_finalize_reload(c, err, sizeof(err)), 0);
+    assert_null(c->admin_token);
     set_ok(c, "admin-token-file", "");
     finalize_ok(c);
     assert_null(c->admin_token);

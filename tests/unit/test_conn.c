@@ -360,6 +360,37 @@ static void test_peer_closes(void **state)
     wait_closed(fx, EVRUN_NOWAIT);
 }
 
+static void on_busy(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (*(int *)w->data)++; /* never reads: the pipe stays readable, the loop never idles */
+}
+
+/* A closed connection is freed on the next loop iteration even when the loop never idles (an
+ * other watcher always pending): under sustained load an ev_idle reaper never ran, and closed
+ * connections kept their fd, buffers and session until the load stopped. */
+static void test_closed_while_loop_busy(void **state)
+{
+    struct fixture *fx = *state;
+    int p[2], fired = 0;
+    ev_io busy;
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    ev_io_init(&busy, on_busy, p[0], EV_READ);
+    busy.data = &fired;
+    ev_io_start(fx->loop, &busy);
+    handshake(fx, 16380);
+    shutdown(fx->peer, SHUT_WR);
+    for (int i = 0; i < 10 && fx->st.closes == 0; i++)
+        ev_run(fx->loop, EVRUN_ONCE); /* never blocks: the pipe is readable */
+    assert_true(fired > 0);
+    assert_int_equal(fx->st.closes, 1);
+    assert_null(fx->st.c);
+    assert_true(peer_read(fx)); /* the fd is closed too */
+    ev_io_stop(fx->loop, &busy);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* Idle timeout: busy() keeps the connection while the owner owes answers, then it closes with
  * AGENT-DISCONNECT "timeout". Waits for the (short) timer, asserts no duration. */
 static void test_idle_timeout(void **state)
@@ -459,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_disconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_too_big, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_while_loop_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oom_hello, setup, teardown),
