@@ -23,6 +23,7 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
+#include "hex.h"
 #include "jws_verify.h"
 #include "jwt.h"
 
@@ -327,17 +328,6 @@ enum logout_result logout_token_validate(struct logout_validator *v, const struc
 
 /* ---- the form body ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes one form value into out (at least len + 1 bytes). -1 on a bad escape or a NUL. */
 static long form_decode(const char *in, size_t len, char *out)
 {
@@ -347,8 +337,8 @@ static long form_decode(const char *in, size_t len, char *out)
         if (c == '+') {
             c = ' ';
         } else if (c == '%') {
-            int hi = i + 2 < len ? hexval(in[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval(in[i + 2]) : -1;
+            int hi = i + 2 < len ? hex_digit((unsigned char)in[i + 1]) : -1;
+            int lo = i + 2 < len ? hex_digit((unsigned char)in[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi << 4 | lo);

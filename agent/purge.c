@@ -15,6 +15,8 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "hex.h"
+
 static const char *const NAMES[] = {
     [PURGE_TOKEN] = "token", [PURGE_TOKEN_HASH] = "token_hash",
     [PURGE_SUB] = "sub",     [PURGE_CLIENT_ID] = "client_id",
@@ -38,24 +40,13 @@ static int kind_of(const char *name, enum purge_kind *kind)
     return -1;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static const char *parse_id(json_t *v, uint8_t id[PURGE_ID_LEN])
 {
     if (!json_is_string(v) || json_string_length(v) != 2 * PURGE_ID_LEN)
         return "token_hash must be the 12 hex digits the access log prints";
     const char *s = json_string_value(v);
     for (size_t i = 0; i < PURGE_ID_LEN; i++) {
-        int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+        int hi = hex_digit((unsigned char)s[2 * i]), lo = hex_digit((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return "token_hash must be the 12 hex digits the access log prints";
         id[i] = (uint8_t)(hi << 4 | lo);
