@@ -3,8 +3,9 @@
 
 #include <string.h>
 
-#define RETRY_AFTER_MAX_S (366LL * 86400) /* longer waits are clamped: never useful, no overflow   \
-                                           */
+#define RETRY_AFTER_MAX_S                                                                          \
+    (366LL * 86400) /* longer waits are clamped: never useful, no overflow                         \
+                     */
 
 struct retry_policy retry_policy_default(void)
 {
