@@ -3,9 +3,8 @@
 
 #include <string.h>
 
-#define RETRY_AFTER_MAX_S                                                                          \
-    (366LL * 86400) /* longer waits are clamped: never useful, no overflow                         \
-                     */
+/* Longer waits are clamped: never useful, and no overflow. */
+#define RETRY_AFTER_MAX_S (366LL * 86400)
 
 struct retry_policy retry_policy_default(void)
 {
