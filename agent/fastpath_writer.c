@@ -288,3 +288,30 @@ const struct hcli *fpw_socket(const struct fastpath_writer *w, size_t i)
 {
     return i < w->nsocks ? w->socks[i].cli : NULL;
 }
+
+char *fpw_metrics_text(const struct fastpath_writer *w)
+{
+    struct fpw_stats st;
+    fpw_get_stats(w, &st);
+    char *b = NULL;
+    int n = asprintf(&b,
+                     "# HELP phantom_fastpath_decisions_total Decisions offered to HAProxy's map.\n"
+                     "# TYPE phantom_fastpath_decisions_total counter\n"
+                     "phantom_fastpath_decisions_total{result=\"published\"} %llu\n"
+                     "phantom_fastpath_decisions_total{result=\"unchanged\"} %llu\n"
+                     "phantom_fastpath_decisions_total{result=\"refused\"} %llu\n"
+                     "# HELP phantom_fastpath_removed_total Map entries deleted (expiry, "
+                     "eviction, purge).\n"
+                     "# TYPE phantom_fastpath_removed_total counter\n"
+                     "phantom_fastpath_removed_total %llu\n"
+                     "# HELP phantom_fastpath_refills_total HAProxy processes re-filled.\n"
+                     "# TYPE phantom_fastpath_refills_total counter\n"
+                     "phantom_fastpath_refills_total %llu\n"
+                     "# HELP phantom_fastpath_entries Entries live in the map.\n"
+                     "# TYPE phantom_fastpath_entries gauge\n"
+                     "phantom_fastpath_entries %zu\n",
+                     (unsigned long long)st.published, (unsigned long long)st.unchanged,
+                     (unsigned long long)st.refused, (unsigned long long)st.removed,
+                     (unsigned long long)st.refills, st.entries);
+    return n < 0 ? NULL : b;
+}

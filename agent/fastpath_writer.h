@@ -47,6 +47,8 @@ size_t fpw_purge_token(struct fastpath_writer *w, const uint8_t token_id[FP_TOKE
 size_t fpw_purge_all(struct fastpath_writer *w);
 
 void fpw_get_stats(const struct fastpath_writer *w, struct fpw_stats *out);
+/* Prometheus text of the counters above, for /metrics (malloc'd; NULL on ENOMEM). */
+char *fpw_metrics_text(const struct fastpath_writer *w);
 size_t fpw_nsockets(const struct fastpath_writer *w);
 const struct hcli *fpw_socket(const struct fastpath_writer *w, size_t i);
 

@@ -261,22 +261,22 @@ char *fleet_metrics_text(const struct fleet *f)
 {
     char *b = NULL;
     const struct fleet_stats *s = &f->st;
-    int n =
-        asprintf(&b,
-                 "# HELP pta_fleet_purges_published_total Purges sent to the fleet, by result.\n"
-                 "# TYPE pta_fleet_purges_published_total counter\n"
-                 "pta_fleet_purges_published_total{result=\"ok\"} %llu\n"
-                 "pta_fleet_purges_published_total{result=\"error\"} %llu\n"
-                 "# HELP pta_fleet_purges_received_total Purges from other agents, by result.\n"
-                 "# TYPE pta_fleet_purges_received_total counter\n"
-                 "pta_fleet_purges_received_total{result=\"applied\"} %llu\n"
-                 "pta_fleet_purges_received_total{result=\"refused\"} %llu\n"
-                 "# HELP pta_fleet_resyncs_total L1 drops after the purge subscription came back.\n"
-                 "# TYPE pta_fleet_resyncs_total counter\n"
-                 "pta_fleet_resyncs_total %llu\n",
-                 (unsigned long long)(s->published - s->publish_failed),
-                 (unsigned long long)s->publish_failed, (unsigned long long)s->applied,
-                 (unsigned long long)s->refused, (unsigned long long)s->resyncs);
+    int n = asprintf(
+        &b,
+        "# HELP phantom_fleet_purges_published_total Purges sent to the fleet, by result.\n"
+        "# TYPE phantom_fleet_purges_published_total counter\n"
+        "phantom_fleet_purges_published_total{result=\"ok\"} %llu\n"
+        "phantom_fleet_purges_published_total{result=\"error\"} %llu\n"
+        "# HELP phantom_fleet_purges_received_total Purges from other agents, by result.\n"
+        "# TYPE phantom_fleet_purges_received_total counter\n"
+        "phantom_fleet_purges_received_total{result=\"applied\"} %llu\n"
+        "phantom_fleet_purges_received_total{result=\"refused\"} %llu\n"
+        "# HELP phantom_fleet_resyncs_total L1 drops after the purge subscription came back.\n"
+        "# TYPE phantom_fleet_resyncs_total counter\n"
+        "phantom_fleet_resyncs_total %llu\n",
+        (unsigned long long)(s->published - s->publish_failed),
+        (unsigned long long)s->publish_failed, (unsigned long long)s->applied,
+        (unsigned long long)s->refused, (unsigned long long)s->resyncs);
     return n < 0 ? NULL : b;
 }
 

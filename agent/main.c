@@ -219,6 +219,8 @@ static void serve_metrics(void *ud, const struct http_request *req, struct http_
         text = append_text(text, revoke_metrics_text(d->revoke));
     if (d->fleet)
         text = append_text(text, fleet_metrics_text(d->fleet));
+    if (d->agent.fastpath)
+        text = append_text(text, fpw_metrics_text(d->agent.fastpath));
     http_response_text(resp, 200, "text/plain; version=0.0.4; charset=utf-8", text);
 }
 

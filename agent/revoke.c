@@ -358,28 +358,29 @@ char *revoke_metrics_text(struct revoke *rv)
     if (!b)
         return NULL;
 #define OUT(...) o += (size_t)snprintf(b + o, o < cap ? cap - o : 0, __VA_ARGS__)
-    OUT("# HELP pta_purges_total Purge requests applied, by selector kind.\n"
-        "# TYPE pta_purges_total counter\n");
+    OUT("# HELP phantom_purges_total Purge requests applied, by selector kind.\n"
+        "# TYPE phantom_purges_total counter\n");
     for (int k = 0; k <= PURGE_ALL; k++)
-        OUT("pta_purges_total{selector=\"%s\"} %llu\n", purge_kind_name((enum purge_kind)k),
+        OUT("phantom_purges_total{selector=\"%s\"} %llu\n", purge_kind_name((enum purge_kind)k),
             (unsigned long long)st.purges[k]);
-    OUT("# HELP pta_purged_entries_total Cache entries dropped by purges.\n"
-        "# TYPE pta_purged_entries_total counter\npta_purged_entries_total %llu\n",
+    OUT("# HELP phantom_purged_entries_total Cache entries dropped by purges.\n"
+        "# TYPE phantom_purged_entries_total counter\nphantom_purged_entries_total %llu\n",
         (unsigned long long)st.purged_entries);
-    OUT("# HELP pta_purge_refused_total Purge requests answered 400.\n"
-        "# TYPE pta_purge_refused_total counter\npta_purge_refused_total %llu\n",
+    OUT("# HELP phantom_purge_refused_total Purge requests answered 400.\n"
+        "# TYPE phantom_purge_refused_total counter\nphantom_purge_refused_total %llu\n",
         (unsigned long long)st.purge_refused);
-    OUT("# HELP pta_backchannel_logouts_total Back-channel logout requests, by result.\n"
-        "# TYPE pta_backchannel_logouts_total counter\n"
-        "pta_backchannel_logouts_total{result=\"ok\"} %llu\n"
-        "pta_backchannel_logouts_total{result=\"refused\"} %llu\n"
-        "pta_backchannel_logouts_total{result=\"unknown_key\"} %llu\n",
+    OUT("# HELP phantom_backchannel_logouts_total Back-channel logout requests, by result.\n"
+        "# TYPE phantom_backchannel_logouts_total counter\n"
+        "phantom_backchannel_logouts_total{result=\"ok\"} %llu\n"
+        "phantom_backchannel_logouts_total{result=\"refused\"} %llu\n"
+        "phantom_backchannel_logouts_total{result=\"unknown_key\"} %llu\n",
         (unsigned long long)st.logouts, (unsigned long long)st.logout_refused,
         (unsigned long long)st.logout_unknown_key);
-    OUT("# HELP pta_logout_jwks_fetches_total Fetches of the identity server's JWKS, by result.\n"
-        "# TYPE pta_logout_jwks_fetches_total counter\n"
-        "pta_logout_jwks_fetches_total{result=\"ok\"} %llu\n"
-        "pta_logout_jwks_fetches_total{result=\"error\"} %llu\n",
+    OUT("# HELP phantom_logout_jwks_fetches_total Fetches of the identity server's JWKS, by "
+        "result.\n"
+        "# TYPE phantom_logout_jwks_fetches_total counter\n"
+        "phantom_logout_jwks_fetches_total{result=\"ok\"} %llu\n"
+        "phantom_logout_jwks_fetches_total{result=\"error\"} %llu\n",
         (unsigned long long)st.jwks_fetches, (unsigned long long)st.jwks_fetch_errors);
 #undef OUT
     if (o >= cap) { /* cannot happen with the fixed text above; fail safe anyway */

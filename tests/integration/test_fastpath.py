@@ -139,6 +139,18 @@ class FastpathTest(unittest.TestCase):
         key = map_key(auth, scopes)
         return wait_until(lambda: self.s.map_entries().get(key), 10, "entry %s published" % key)
 
+    def test_metrics_count_the_map(self):
+        s = self.s
+        tok = s.register("fp-metrics-token-1")
+        self.assertEqual(s.get(tok).status, 200)
+        self.published("Bearer " + tok)
+        text = http_request(s.metrics_port, "GET", "/metrics").body.decode()
+        values = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                      if line.startswith("phantom_fastpath_"))
+        self.assertGreaterEqual(int(values['phantom_fastpath_decisions_total{result="published"}']), 1)
+        self.assertGreaterEqual(int(values["phantom_fastpath_entries"]), 1)
+        self.assertIn('phantom_fastpath_decisions_total{result="refused"}', values)
+
     def test_admin_purge_reaches_the_map(self):
         """A purge through the admin API removes the token's map entry at once (not after
         fastpath-ttl); any other selector clears the map, since it knows entries by token only."""

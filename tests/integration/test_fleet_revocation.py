@@ -74,7 +74,7 @@ class FleetRevocationTest(unittest.TestCase):
         return tok
 
     def received(self, name):
-        return self.stack.metric(name, 'pta_fleet_purges_received_total{result="applied"}')
+        return self.stack.metric(name, 'phantom_fleet_purges_received_total{result="applied"}')
 
     # --- tests --------------------------------------------------------------------------------
 
@@ -120,10 +120,10 @@ class FleetRevocationTest(unittest.TestCase):
         # Last: afterwards agent2 refuses L2 hits for one cache lifetime (it may have missed purges).
         s = self.stack
         tok = self.cached_on_both("opaque-fleet-outage", "outage-user")
-        resyncs = s.metric("agent2", "pta_fleet_resyncs_total")
+        resyncs = s.metric("agent2", "phantom_fleet_resyncs_total")
         s.redis.kill()
         s.redis.start()  # purges sent meanwhile would have been lost
-        harness.wait_until(lambda: s.metric("agent2", "pta_fleet_resyncs_total") > resyncs, 30,
+        harness.wait_until(lambda: s.metric("agent2", "phantom_fleet_resyncs_total") > resyncs, 30,
                            "agent2 resubscribed and dropped its L1")
         self.assertEqual(s.get(tok).status, 401)
 

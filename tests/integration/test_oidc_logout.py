@@ -74,7 +74,7 @@ class OidcLogoutTest(unittest.TestCase):
     @classmethod
     def keys_loaded(cls):
         r = harness.http_request(cls.http_port, "GET", "/metrics")
-        return 'pta_logout_jwks_fetches_total{result="ok"} 1' in r.body.decode()
+        return 'phantom_logout_jwks_fetches_total{result="ok"} 1' in r.body.decode()
 
     @classmethod
     def tearDownClass(cls):

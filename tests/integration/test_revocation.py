@@ -276,9 +276,9 @@ class RevocationTest(harness.StackTestCase):
         self.assertEqual(self.admin("GET", "/admin/cache?sub=p-list", token="bad").status, 401)
 
     def test_purge_metrics(self):
-        before = self.metric('pta_purges_total{selector="sub"}')
+        before = self.metric('phantom_purges_total{selector="sub"}')
         self.purge({"sub": "p-metrics-nobody"})
-        self.assertEqual(self.metric('pta_purges_total{selector="sub"}'), before + 1)
+        self.assertEqual(self.metric('phantom_purges_total{selector="sub"}'), before + 1)
 
     # --- back-channel logout ------------------------------------------------------------------
 
@@ -405,7 +405,7 @@ class HttpsJwksTest(harness.StackTestCase):
 
     def test_keys_over_https(self):
         harness.wait_until(
-            lambda: self.metric('pta_logout_jwks_fetches_total{result="ok"}') >= 1, 15,
+            lambda: self.metric('phantom_logout_jwks_fetches_total{result="ok"}') >= 1, 15,
             "keys loaded over HTTPS")
         tok = "opaque-https-jwks-0001"
         self.stack.register(tok, sub="https-user")

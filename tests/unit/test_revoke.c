@@ -313,8 +313,8 @@ static void test_logout(void **state)
     assert_int_equal(s.logout_unknown_key, 1);
     assert_int_equal(s.logout_refused, 5);
     char *m = revoke_metrics_text(rv);
-    assert_non_null(strstr(m, "pta_purges_total{selector=\"sid\"} 1\n"));
-    assert_non_null(strstr(m, "pta_backchannel_logouts_total{result=\"ok\"} 1\n"));
+    assert_non_null(strstr(m, "phantom_purges_total{selector=\"sid\"} 1\n"));
+    assert_non_null(strstr(m, "phantom_backchannel_logouts_total{result=\"ok\"} 1\n"));
     free(m);
     revoke_free(rv);
     EVP_PKEY_free(ed);
