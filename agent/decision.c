@@ -203,11 +203,21 @@ static int decide_token(const struct decision_input *in, struct decision *out, c
     return 0;
 }
 
+/* The cache variable: what the lookup said, refined by where the answer came from. */
+static const char *cache_outcome(const struct decision_input *in)
+{
+    if (in->ti && in->ti->stale)
+        return "stale";
+    if (in->ti && in->ti->from_l2 && in->cache && strcmp(in->cache, "miss") == 0)
+        return "l2";
+    return in->cache;
+}
+
 int decide(const struct decision_input *in, struct decision *out)
 {
     char realm[2 * DECISION_MAX_REALM + 1];
     memset(out, 0, sizeof(*out));
-    out->cache = in->ti && in->ti->stale ? "stale" : in->cache;
+    out->cache = cache_outcome(in);
     realm_of(in, realm);
 
     /* RFC 6750 section 3.1: more than one way of sending a token is invalid_request. */

@@ -384,10 +384,11 @@ static struct MHD_Daemon *start_mhd(struct endpoint *ep, unsigned flags, unsigne
 {
     return MHD_start_daemon(
         flags | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, ep,
-        where, what, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, ep, MHD_OPTION_NOTIFY_CONNECTION, on_connection, ep,
-        MHD_OPTION_CONNECTION_LIMIT, MHD_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, MHD_IDLE_S, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, or MHD complains on stderr */
+        where, what, MHD_OPTION_NOTIFY_COMPLETED, on_completed, ep, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, ep, MHD_OPTION_CONNECTION_LIMIT, MHD_CONNECTIONS,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_TIMEOUT, MHD_IDLE_S,
+        MHD_OPTION_END);
 }
 
 static int start_tcp(struct http_server *s, const char *listen, char *err, size_t errlen)

@@ -92,6 +92,7 @@ static void on_get(void *ud, const struct rc_reply *r)
         }
         if (s == L2_OK) {
             metrics_observe_l2(st->m, ML2_HIT, ms);
+            ti->from_l2 = true; /* fresh from the decoder, not shared yet */
             flight_resolve(f, ti);
             return;
         }

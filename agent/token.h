@@ -61,6 +61,9 @@ struct token_info {
     /* Served from a cache entry past its TTL because the IdP failed (stale-if-error). Never
      * stored again: the cache does not extend an entry's life. */
     bool stale;
+    /* Decoded from the shared cache (L2) rather than introspected by this agent: the request
+     * that led the flight reports cache=l2. */
+    bool from_l2;
     enum idp_kind kind; /* for TOKEN_ACTIVE: what the IdP gave */
     /* The introspected claims (the RFC 7662 JSON object, the JWT payload or RFC 9701's
      * token_introspection), owned, for minting; NULL when not kept. Never modified once the entry

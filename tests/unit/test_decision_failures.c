@@ -101,12 +101,32 @@ static void test_stale_is_tagged(void **state)
     token_unref(ti);
 }
 
+static void test_l2_answer_is_tagged(void **state)
+{
+    (void)state;
+    struct token_info *ti = token_info_new(TOKEN_ACTIVE, "x");
+    ti->jwt = strdup("a.b.c");
+    ti->jwt_len = 5;
+    ti->from_l2 = true;
+    const char *lookups[][2] = {{"miss", "l2"}, {"coalesced", "coalesced"}, {"hit", "hit"}};
+    for (size_t i = 0; i < sizeof(lookups) / sizeof(lookups[0]); i++) {
+        struct decision_input in = input(ti, lookups[i][0]);
+        struct decision d;
+        assert_int_equal(decide(&in, &d), 0);
+        assert_int_equal(d.status, 200);
+        assert_string_equal(d.cache, lookups[i][1]);
+        decision_clear(&d);
+    }
+    token_unref(ti);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_503_carries_retry_after),
         cmocka_unit_test(test_other_statuses_never_carry_retry_after),
         cmocka_unit_test(test_stale_is_tagged),
+        cmocka_unit_test(test_l2_answer_is_tagged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
