@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "log.h"
 #include "purge_apply.h"
+#include "memdup.h"
 
 #define CHANNEL_MAX 256
 
@@ -123,7 +124,7 @@ int fleet_selector_from_msg(const struct l2_purge_msg *m, struct purge_selector 
     if (m->value_len == 0 || m->value_len > L2_PURGE_VALUE_MAX ||
         memchr(m->value, '\0', m->value_len))
         return -1;
-    sel->value = strndup((const char *)m->value, m->value_len);
+    sel->value = mem_strdup((const char *)m->value, m->value_len);
     return sel->value ? 0 : -1;
 }
 

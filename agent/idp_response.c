@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "jwt.h"
+#include "memdup.h"
 
 /* RFC 9111 section 1.2.2: delta-seconds too large to represent are sent on as 2^31. */
 #define CC_MAX_DELTA 2147483648L
@@ -187,7 +188,7 @@ static struct token_info *active_token(const char *jwt, size_t len, struct token
 {
     struct token_info *ti = token_info_new(TOKEN_ACTIVE, jwt ? "IdP returned a JWT"
                                                              : "IdP returned claims without a JWT");
-    char *copy = ti && jwt ? strndup(jwt, len) : NULL;
+    char *copy = ti && jwt ? mem_strdup(jwt, len) : NULL;
     if (!ti || (jwt && !copy)) {
         token_claims_clear(&c);
         json_decref(obj);

@@ -4,6 +4,7 @@
  * is a well-formed JWS (only base64url and dots, so it is safe in a header), and that the claims
  * the decision uses (exp, scope) have the types the RFCs give them. */
 #include "jwt.h"
+#include "memdup.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -194,7 +195,7 @@ static int read_string(json_t *payload, const char *name, char **out)
     size_t len = json_string_length(v);
     if (has_control(s, len))
         return -1;
-    *out = strndup(s, len);
+    *out = mem_strdup(s, len);
     return *out ? 0 : -1;
 }
 
@@ -256,7 +257,7 @@ static int read_scope(json_t *payload, char **out)
     if (json_is_string(v)) {
         if (has_control(json_string_value(v), json_string_length(v)))
             return -1;
-        s = strndup(json_string_value(v), json_string_length(v));
+        s = mem_strdup(json_string_value(v), json_string_length(v));
     } else if (json_is_array(v)) {
         s = join_scope_array(v);
     } else {

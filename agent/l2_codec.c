@@ -17,6 +17,7 @@
 #include <openssl/rand.h>
 
 #include "jwt.h"
+#include "memdup.h"
 
 #define HKDF_SALT "phantom-token-agent fleet key v1"
 #define LABEL_ENTRY "l2 entry key"
@@ -370,7 +371,7 @@ static bool dup_str(const msgpack_object *o, char **out, size_t *len)
     if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > L2_FIELD_MAX ||
         memchr(o->via.str.ptr, '\0', o->via.str.size))
         return false;
-    *out = strndup(o->via.str.ptr, o->via.str.size);
+    *out = mem_strdup(o->via.str.ptr, o->via.str.size);
     if (len)
         *len = o->via.str.size;
     return *out != NULL;

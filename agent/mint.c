@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "jwt.h"
+#include "memdup.h"
 
 const char *const mint_default_claims[] = {
     /* RFC 7519 / 7662 */
@@ -326,7 +327,7 @@ int mint_parse_claims(const char *list, char ***out, char *err, size_t errlen)
         char *name = NULL;
         if (n == MINT_MAX_CLAIM_NAMES)
             snprintf(err, errlen, "more than %d claim names", MINT_MAX_CLAIM_NAMES);
-        else if (claim_name_ok(p, len, err, errlen) == 0 && !(name = strndup(p, len)))
+        else if (claim_name_ok(p, len, err, errlen) == 0 && !(name = mem_strdup(p, len)))
             snprintf(err, errlen, "out of memory");
         if (name && mint_claim_reserved(name)) {
             snprintf(err, errlen, "claim '%s' is set by the gateway itself or never copied", name);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "memdup.h"
 
 static const char EMPTY_JWKS[] = "{\"keys\":[]}";
 
@@ -84,7 +85,7 @@ static int parse_audiences(struct minting *m, const char *list, char *err, size_
                      MINTING_MAX_AUDIENCES, MINTING_MAX_AUDIENCE);
             return -1;
         }
-        if (!(m->audiences[n++] = strndup(p, len))) {
+        if (!(m->audiences[n++] = mem_strdup(p, len))) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }

@@ -18,6 +18,7 @@
 
 #include "jws.h"
 #include "jwt.h"
+#include "memdup.h"
 
 /* A fresh private key as PEM (PKCS#8); "EC" (P-256), "RSA" (bits), "ED25519". free() it. */
 static inline char *fx_keygen_pem(const char *type, int bits)
@@ -34,7 +35,7 @@ static inline char *fx_keygen_pem(const char *type, int bits)
     assert_int_equal(PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL), 1);
     char *data;
     long n = BIO_get_mem_data(b, &data);
-    char *pem = strndup(data, (size_t)n);
+    char *pem = mem_strdup(data, (size_t)n);
     BIO_free(b);
     EVP_PKEY_free(k);
     return pem;

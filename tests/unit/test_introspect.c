@@ -29,6 +29,7 @@
 
 #include "introspect.h"
 #include "log.h"
+#include "memdup.h"
 
 /* ---- the test server ------------------------------------------------------------------------ */
 
@@ -196,7 +197,7 @@ static void *conn_main(void *arg)
         const struct route *rt = pick(s, buf);
         pthread_mutex_lock(&s->mu);
         if (s->nreq < MAX_REQS)
-            s->reqs[s->nreq++] = strndup(buf, len);
+            s->reqs[s->nreq++] = mem_strdup(buf, len);
         if (++s->cur > s->max_cur)
             s->max_cur = s->cur;
         pthread_mutex_unlock(&s->mu);

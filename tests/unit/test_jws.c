@@ -16,6 +16,7 @@
 #include "jws.h"
 #include "jwt.h"
 #include "keyring.h"
+#include "memdup.h"
 
 /* RFC 7638 section 3.1. */
 static const char RFC7638_N[] =
@@ -313,7 +314,7 @@ static void test_keyring_refusals(void **state)
     char *data;
     long n = BIO_get_mem_data(b, &data);
     char pub[128];
-    char *text = strndup(data, (size_t)n);
+    char *text = mem_strdup(data, (size_t)n);
     write_file("pub.pem", text, 0600, pub);
     const char *pub_first[] = {pub, p3};
     load_fails(pub_first, 2, "not a PEM private key");
