@@ -275,16 +275,95 @@ static long finish(char *buf, size_t cap, int n)
     return n;
 }
 
+enum fp_value_format fp_value_format_for(int haproxy_version)
+{
+    return haproxy_version >= 304 ? FP_VALUE_HDRS_BIN : FP_VALUE_JWT;
+}
+
+/* HAProxy's varint (include/haproxy/intops.h): below 240 one byte; else the low 4 bits with 0xF0,
+ * then 7 bits a byte, each but the last with the high bit, after subtracting what the previous
+ * bytes stand for. Returns the bytes written (at most 10). */
+static size_t varint_put(uint8_t out[10], uint64_t v)
+{
+    size_t n = 0;
+    if (v < 240) {
+        out[n++] = (uint8_t)v;
+        return n;
+    }
+    out[n++] = (uint8_t)(v | 240);
+    v = (v - 240) >> 4;
+    while (v >= 128) {
+        out[n++] = (uint8_t)(v | 128);
+        v = (v - 128) >> 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Appends bytes percent-encoded outside [A-Za-z0-9._-] (what url_dec turns back, and what the CLI
+ * takes as one plain word). Returns the new length, or -1 when cap is too small. */
+static long pct_put(char *buf, size_t cap, size_t len, const uint8_t *p, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        if (is_jwt_char(p[i])) {
+            if (len + 1 >= cap)
+                return -1;
+            buf[len++] = (char)p[i];
+            continue;
+        }
+        if (len + 3 >= cap)
+            return -1;
+        buf[len++] = '%';
+        buf[len++] = hex[p[i] >> 4];
+        buf[len++] = hex[p[i] & 15];
+    }
+    return (long)len;
+}
+
+/* The FP_VALUE_HDRS_BIN text of jwt (already checked by jwt_ok) at buf + len. */
+static long hdrs_bin_put(char *buf, size_t cap, size_t len, const char *jwt, size_t jwt_len)
+{
+    static const char name[] = "Authorization", scheme[] = "Bearer ";
+    static const uint8_t end[2] = {0, 0};
+    uint8_t v[10];
+    long n = pct_put(buf, cap, len, v, varint_put(v, sizeof(name) - 1));
+    if (n >= 0)
+        n = pct_put(buf, cap, (size_t)n, (const uint8_t *)name, sizeof(name) - 1);
+    if (n >= 0)
+        n = pct_put(buf, cap, (size_t)n, v, varint_put(v, sizeof(scheme) - 1 + jwt_len));
+    if (n >= 0)
+        n = pct_put(buf, cap, (size_t)n, (const uint8_t *)scheme, sizeof(scheme) - 1);
+    if (n >= 0)
+        n = pct_put(buf, cap, (size_t)n, (const uint8_t *)jwt, jwt_len);
+    if (n >= 0)
+        n = pct_put(buf, cap, (size_t)n, end, sizeof(end));
+    return n;
+}
+
 long fp_cmd_put(char *buf, size_t cap, bool replace, const char *route, const char *map,
-                const char *key, int64_t expires, const char *jwt, size_t jwt_len)
+                const char *key, int64_t expires, enum fp_value_format fmt, const char *jwt,
+                size_t jwt_len)
 {
     char pfx[FP_PREFIX_MAX + 1];
     if (!buf || route_prefix(route, pfx) < 0 || !fp_map_name_valid(map) || !key_valid(key) ||
         expires < 1000000000LL || expires > 9999999999LL || !jwt_ok(jwt, jwt_len, FP_JWT_MAX))
         return finish(buf, cap, -1);
-    int n = snprintf(buf, cap, "%s%s map %s %s %010" PRId64 ":%.*s\n", pfx, replace ? "set" : "add",
-                     map, key, expires, (int)jwt_len, jwt);
-    return finish(buf, cap, n);
+    if (fmt == FP_VALUE_JWT) {
+        int n = snprintf(buf, cap, "%s%s map %s %s %010" PRId64 ":%.*s\n", pfx,
+                         replace ? "set" : "add", map, key, expires, (int)jwt_len, jwt);
+        return finish(buf, cap, n);
+    }
+    int n = snprintf(buf, cap, "%s%s map %s %s %010" PRId64 ":", pfx, replace ? "set" : "add", map,
+                     key, expires);
+    if (n < 0 || (size_t)n >= cap)
+        return finish(buf, cap, -1);
+    long len = hdrs_bin_put(buf, cap, (size_t)n, jwt, jwt_len);
+    if (len < 0 || (size_t)len + 1 >= cap)
+        return finish(buf, cap, -1);
+    buf[len++] = '\n';
+    buf[len] = '\0';
+    return len;
 }
 
 long fp_cmd_del(char *buf, size_t cap, const char *route, const char *map, const char *key)

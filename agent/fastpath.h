@@ -24,8 +24,11 @@
 #define FP_PREFIX_MAX 24 /* "@!<pid> " for the master CLI */
 #define FP_JWT_MAX 16384 /* an entry's JWT; HAProxy's CLI line must hold it (tune.bufsize) */
 #define FP_TOKEN_ID_LEN 32
+/* What an FP_VALUE_HDRS_BIN value adds around the JWT (see below), at most. */
+#define FP_HDRS_BIN_EXTRA 48
 /* The longest command line fp_cmd_put() writes. */
-#define FP_CMD_MAX (FP_PREFIX_MAX + 16 + FP_MAP_NAME_MAX + FP_KEY_HEX + 12 + FP_JWT_MAX + 2)
+#define FP_CMD_MAX                                                                                 \
+    (FP_PREFIX_MAX + 16 + FP_MAP_NAME_MAX + FP_KEY_HEX + 12 + FP_JWT_MAX + FP_HDRS_BIN_EXTRA + 2)
 
 /* Why a decision is not published. FP_OK: it may be. */
 enum fp_refusal {
@@ -89,6 +92,18 @@ bool fp_map_name_valid(const char *name);
 /* A master-CLI route: "" (a worker's own socket), "@<n>" or "@!<pid>" (digits only). */
 bool fp_route_valid(const char *route);
 
+/* How a map value carries the JWT after "<exp>:", chosen per HAProxy process by its version.
+ * FP_VALUE_JWT: the JWT itself; haproxy.cfg writes it with set-header "Bearer %[...]" (2.6 to 3.3).
+ * FP_VALUE_HDRS_BIN: the whole header in set-headers-bin's encoding (varint length, name, varint
+ *   length, "Bearer <JWT>", then the 0,0 end mark), percent-encoded outside [A-Za-z0-9._-] so
+ *   that the CLI line stays one plain word; haproxy.cfg decodes it with url_dec (3.4+). On 3.x,
+ *   set-header HTTP-encodes its log-format value byte by byte (~40 instructions a byte, 37k for an
+ *   850-byte JWT); url_dec plus set-headers-bin cost about half of that. */
+enum fp_value_format { FP_VALUE_JWT, FP_VALUE_HDRS_BIN };
+
+/* The format a process of that version (major * 100 + minor; 0 = unknown) reads. */
+enum fp_value_format fp_value_format_for(int haproxy_version);
+
 /* Command lines: exactly one command and one '\n' each (HAProxy 2.6 answers a ';'-chained line
  * with a prompt per command, 3.x with one per line, so the CLI client never chains). route may be
  * "" or a valid master-CLI route. Return the length written (NUL-terminated), or -1 when an
@@ -97,7 +112,8 @@ bool fp_route_valid(const char *route);
  * (add never replaces: HAProxy would keep both) and "set map" (which updates every copy) for one
  * it holds; the table's FP_PUT_NEW / FP_PUT_REPLACED say which. */
 long fp_cmd_put(char *buf, size_t cap, bool replace, const char *route, const char *map,
-                const char *key, int64_t expires, const char *jwt, size_t jwt_len);
+                const char *key, int64_t expires, enum fp_value_format fmt, const char *jwt,
+                size_t jwt_len);
 long fp_cmd_del(char *buf, size_t cap, const char *route, const char *map, const char *key);
 long fp_cmd_clear(char *buf, size_t cap, const char *route, const char *map);
 

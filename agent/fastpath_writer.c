@@ -43,8 +43,9 @@ static void send_line(struct fw_socket *s, long len)
 static void send_put(struct fw_socket *s, bool replace, const struct fp_entry *e)
 {
     struct fastpath_writer *w = s->w;
+    enum fp_value_format fmt = fp_value_format_for(hcli_version(s->cli));
     send_line(s, fp_cmd_put(w->line, sizeof(w->line), replace, hcli_route(s->cli), w->map, e->key,
-                            e->expires, e->jwt, e->jwt_len));
+                            e->expires, fmt, e->jwt, e->jwt_len));
 }
 
 static void on_removed(void *ud, const struct fp_entry *e)

@@ -74,6 +74,7 @@ struct hcli {
     bool need_resync; /* something may have been lost since HAProxy last matched our view */
     bool stale_seen;
     long pid;
+    int version; /* of the session's process: major * 100 + minor, 0 when unknown */
     struct probe probe;
     char last_error[128]; /* logged once until it changes */
     bool logged_down;
@@ -304,6 +305,27 @@ static long parse_pid(const char *text, size_t len)
     return -1;
 }
 
+/* The "Version: X.Y..." line of "show info" as X * 100 + Y, or 0 when absent or unreadable. */
+static int parse_version(const char *text, size_t len)
+{
+    static const char tag[] = "\nVersion: ";
+    for (size_t i = 0; i + sizeof(tag) - 1 < len; i++) {
+        if (memcmp(text + i, tag, sizeof(tag) - 1) != 0)
+            continue;
+        int part[2] = {0, 0};
+        size_t j = i + sizeof(tag) - 1;
+        for (int k = 0; k < 2; k++, j++) {
+            size_t start = j;
+            for (; j < len && text[j] >= '0' && text[j] <= '9' && part[k] < 1000; j++)
+                part[k] = part[k] * 10 + (text[j] - '0');
+            if (j == start || part[k] >= 100 || j >= len || (k == 0 && text[j] != '.'))
+                return 0;
+        }
+        return part[0] * 100 + part[1];
+    }
+    return 0;
+}
+
 /* A map command's answer: nothing, or "Key not found." (a del of what HAProxy no longer had). */
 static bool answer_ok(const char *text, size_t len)
 {
@@ -317,17 +339,18 @@ static bool answer_ok(const char *text, size_t len)
     return len == 0 || (len == sizeof(not_found) - 1 && memcmp(text, not_found, len) == 0);
 }
 
-static void session_ready(struct hcli *c, long pid)
+static void session_ready(struct hcli *c, long pid, int version)
 {
     bool resync = c->need_resync || pid != c->pid;
     c->pid = pid;
+    c->version = version;
     c->state = S_READY;
     c->st.ready = true;
     c->st.sessions++;
     c->backoff = BACKOFF_MIN;
     c->stale_seen = false;
-    char detail[48];
-    snprintf(detail, sizeof(detail), "(HAProxy pid %ld)", pid);
+    char detail[64];
+    snprintf(detail, sizeof(detail), "(HAProxy %d.%d, pid %ld)", version / 100, version % 100, pid);
     log_state(c, false, "session ready", detail);
     if (resync) {
         drop_queue(c);
@@ -355,7 +378,7 @@ static int on_answer(struct hcli *c, const char *text, size_t len)
             session_close(c, "no Pid in \"show info\" (not an HAProxy runtime API?)", false);
             return -1;
         }
-        session_ready(c, pid);
+        session_ready(c, pid, parse_version(text, len));
     } else if (k == K_CMD) {
         c->st.answered++;
         if (answer_ok(text, len)) {
@@ -723,6 +746,11 @@ void hcli_get_stats(const struct hcli *c, struct hcli_stats *out)
 const char *hcli_address(const struct hcli *c)
 {
     return c->address;
+}
+
+int hcli_version(const struct hcli *c)
+{
+    return c->version;
 }
 
 const char *hcli_route(const struct hcli *c)

@@ -57,5 +57,8 @@ int hcli_send(struct hcli *c, const char *line, size_t len);
 void hcli_get_stats(const struct hcli *c, struct hcli_stats *out);
 const char *hcli_address(const struct hcli *c);
 const char *hcli_route(const struct hcli *c);
+/* The HAProxy version behind the ready session, as major * 100 + minor (304 for 3.4.x); 0 before
+ * the first session or when "show info" had no readable Version line. */
+int hcli_version(const struct hcli *c);
 
 #endif

@@ -237,14 +237,14 @@ static void cmd_lines(void **state)
     (void)state;
     char buf[FP_CMD_MAX];
     long n = fp_cmd_put(buf, sizeof(buf), false, "", "/run/haproxy/fastpath.map", KEY, NOW + 30,
-                        JWT, strlen(JWT));
+                        FP_VALUE_JWT, JWT, strlen(JWT));
     char want[512];
     snprintf(want, sizeof(want), "add map /run/haproxy/fastpath.map %s 1800000030:%s\n", KEY, JWT);
     assert_string_equal(buf, want);
     assert_int_equal(n, (long)strlen(want));
 
-    n = fp_cmd_put(buf, sizeof(buf), true, "@1", "virt@fastpath", KEY, 1000000001, JWT,
-                   strlen(JWT));
+    n = fp_cmd_put(buf, sizeof(buf), true, "@1", "virt@fastpath", KEY, 1000000001, FP_VALUE_JWT,
+                   JWT, strlen(JWT));
     snprintf(want, sizeof(want), "@1 set map virt@fastpath %s 1000000001:%s\n", KEY, JWT);
     assert_string_equal(buf, want);
     assert_int_equal(n, (long)strlen(want));
@@ -256,6 +256,46 @@ static void cmd_lines(void **state)
     assert_string_equal(buf, "clear map /m.map\n");
 }
 
+/* 3.4+ values: set-headers-bin's encoding, percent-encoded; HAProxy's varint at 1, 2 and 3 bytes.
+ */
+static void cmd_lines_hdrs_bin(void **state)
+{
+    (void)state;
+    assert_int_equal(fp_value_format_for(0), FP_VALUE_JWT);
+    assert_int_equal(fp_value_format_for(206), FP_VALUE_JWT);
+    assert_int_equal(fp_value_format_for(303), FP_VALUE_JWT);
+    assert_int_equal(fp_value_format_for(304), FP_VALUE_HDRS_BIN);
+    assert_int_equal(fp_value_format_for(400), FP_VALUE_HDRS_BIN);
+
+    char buf[FP_CMD_MAX], want[FP_CMD_MAX];
+    long n = fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, FP_VALUE_HDRS_BIN, "a.b.c", 5);
+    snprintf(want, sizeof(want),
+             "add map /m %s 1800000000:%%0DAuthorization%%0CBearer%%20a.b.c%%00%%00\n", KEY);
+    assert_string_equal(buf, want);
+    assert_int_equal(n, (long)strlen(want));
+
+    /* "Bearer " + 853 bytes = 860: 0xF0 | (860 & 15) = 0xFC, then (860 - 240) >> 4 = 38 ('&') */
+    static char jwt[4000];
+    memset(jwt, 'x', sizeof(jwt));
+    n = fp_cmd_put(buf, sizeof(buf), true, "", "/m", KEY, NOW, FP_VALUE_HDRS_BIN, jwt, 853);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, ":%0DAuthorization%FC%26Bearer%20xxx"));
+    assert_int_equal(strlen(buf), strlen("set map /m ") + 32 + 12 + 16 + 6 + 9 + 853 + 6 + 1);
+    /* 3000: 0xF8, then 2760 >> 4 = 172 -> 0xAC (continued), then (172 - 128) >> 7 = 0 */
+    n = fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, FP_VALUE_HDRS_BIN, jwt, 2993);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, ":%0DAuthorization%F8%AC%00Bearer%20xxx"));
+    assert_string_equal(buf + n - 7, "%00%00\n");
+    /* too small a buffer: nothing half-written */
+    char tiny[64];
+    assert_int_equal(
+        fp_cmd_put(tiny, sizeof(tiny), false, "", "/m", KEY, NOW, FP_VALUE_HDRS_BIN, jwt, 40), -1);
+    assert_string_equal(tiny, "");
+    /* the JWT's own checks still apply */
+    assert_int_equal(
+        fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, FP_VALUE_HDRS_BIN, "a%b", 3), -1);
+}
+
 static void cmd_lines_refuse_injection(void **state)
 {
     (void)state;
@@ -264,8 +304,9 @@ static void cmd_lines_refuse_injection(void **state)
         "",      "/a b", "/a;show info", "/a\nshow", "/a\\ b", "@1", "/a\tb",
         "/a\"b", "/a'b", "/a\r",         "/a$(x)",   "/a%20",  NULL};
     for (size_t i = 0; bad_maps[i]; i++) {
-        assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", bad_maps[i], KEY, NOW, JWT, 5),
-                         -1);
+        assert_int_equal(
+            fp_cmd_put(buf, sizeof(buf), false, "", bad_maps[i], KEY, NOW, FP_VALUE_JWT, JWT, 5),
+            -1);
         assert_int_equal(fp_cmd_del(buf, sizeof(buf), "", bad_maps[i], KEY), -1);
         assert_int_equal(fp_cmd_clear(buf, sizeof(buf), "", bad_maps[i]), -1);
         assert_int_equal(buf[0], '\0');
@@ -282,8 +323,9 @@ static void cmd_lines_refuse_injection(void **state)
         "e1e20d875228e28365ecb48b8a02d184", "E1E20D87", "E1E20D875228E28365ECB48B8A02D1845",
         "E1E20D875228E28365ECB48B8A02D1 4", "E1E20D875228E28365ECB48B8A02D1;4"};
     for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
-        assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", bad_keys[i], NOW, JWT, 5),
-                         -1);
+        assert_int_equal(
+            fp_cmd_put(buf, sizeof(buf), false, "", "/m", bad_keys[i], NOW, FP_VALUE_JWT, JWT, 5),
+            -1);
         assert_int_equal(fp_cmd_del(buf, sizeof(buf), "", "/m", bad_keys[i]), -1);
     }
     static const char *bad_routes[] = {"1", "@", "@!", "@x", "@1 show", "@1;", "@!12a", NULL};
@@ -292,15 +334,22 @@ static void cmd_lines_refuse_injection(void **state)
         assert_int_equal(fp_cmd_del(buf, sizeof(buf), bad_routes[i], "/m", KEY), -1);
     }
     assert_true(fp_route_valid("@!1234567"));
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, "a b", 3), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, "a;b", 3), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, "a\nb", 3), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, 999999999, JWT, 5), -1);
-    assert_int_equal(fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, 10000000000LL, JWT, 5), -1);
+    assert_int_equal(
+        fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, FP_VALUE_JWT, "a b", 3), -1);
+    assert_int_equal(
+        fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, FP_VALUE_JWT, "a;b", 3), -1);
+    assert_int_equal(
+        fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, NOW, FP_VALUE_JWT, "a\nb", 3), -1);
+    assert_int_equal(
+        fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, 999999999, FP_VALUE_JWT, JWT, 5), -1);
+    assert_int_equal(
+        fp_cmd_put(buf, sizeof(buf), false, "", "/m", KEY, 10000000000LL, FP_VALUE_JWT, JWT, 5),
+        -1);
     /* a buffer too small never holds a truncated command */
     char tiny[40];
-    assert_int_equal(fp_cmd_put(tiny, sizeof(tiny), false, "", "/m", KEY, NOW, JWT, strlen(JWT)),
-                     -1);
+    assert_int_equal(
+        fp_cmd_put(tiny, sizeof(tiny), false, "", "/m", KEY, NOW, FP_VALUE_JWT, JWT, strlen(JWT)),
+        -1);
     assert_int_equal(tiny[0], '\0');
 }
 
@@ -490,6 +539,7 @@ int main(void)
         cmocka_unit_test(map_key_matches_haproxy),
         cmocka_unit_test(map_key_separates_routes_and_keys),
         cmocka_unit_test(cmd_lines),
+        cmocka_unit_test(cmd_lines_hdrs_bin),
         cmocka_unit_test(cmd_lines_refuse_injection),
         cmocka_unit_test(table_put_get_unchanged_replaced),
         cmocka_unit_test(table_evicts_earliest_expiry_when_full),

@@ -148,8 +148,8 @@ static void put_line(struct fixture *f, bool replace, unsigned n, const char *jw
 {
     char key[FP_KEY_HEX + 1], line[FP_CMD_MAX];
     snprintf(key, sizeof(key), "%032X", n);
-    long len =
-        fp_cmd_put(line, sizeof(line), replace, "", f->hp.map, key, 1900000000, jwt, strlen(jwt));
+    long len = fp_cmd_put(line, sizeof(line), replace, "", f->hp.map, key, 1900000000, FP_VALUE_JWT,
+                          jwt, strlen(jwt));
     assert_true(len > 0);
     assert_int_equal(hcli_send(f->cli, line, (size_t)len), 0);
 }
@@ -171,6 +171,13 @@ static void session_writes_reload_restart(void **state)
     long first_pid = f->last_pid;
     assert_true(first_pid > 0);
     assert_true(first_pid != f->hp.master); /* the worker, not the master */
+    /* the version read from "show info" is the one "show version" prints (the value format) */
+    char ver[256];
+    int major = 0, minor = 0;
+    assert_int_equal(cli_oneshot(f, "show version\n", ver, sizeof(ver)), 0);
+    assert_int_equal(sscanf(ver, "%d.%d", &major, &minor), 2);
+    assert_true(major >= 2);
+    assert_int_equal(hcli_version(f->cli), major * 100 + minor);
 
     /* writes: three entries, one replaced, one deleted, one refused (unknown map) */
     for (unsigned i = 0; i < 3; i++)
@@ -264,7 +271,8 @@ static void master_cli_route(void **state)
     assert_true(first_pid > 0 && first_pid != f->hp.master);
     char key[FP_KEY_HEX + 1], line[FP_CMD_MAX];
     snprintf(key, sizeof(key), "%032X", 5u);
-    long len = fp_cmd_put(line, sizeof(line), false, "@1", f->hp.map, key, 1900000000, "m.a.p", 5);
+    long len = fp_cmd_put(line, sizeof(line), false, "@1", f->hp.map, key, 1900000000, FP_VALUE_JWT,
+                          "m.a.p", 5);
     assert_int_equal(hcli_send(f->cli, line, (size_t)len), 0);
     want_answered = 1;
     run_until(f, all_answered, "the routed answer");
