@@ -98,7 +98,8 @@ for s in servers:
         else:
             ratio = "%.2f" % (r.rps / plain.rps) if plain else "-"
         peer = "-"
-        kind = {"one": "one", "many": "one", "miss": "miss"}.get(r.key)
+        kind = {"one": "one", "many": "one", "fp-one": "one", "fp-many": "one",
+                "miss": "miss"}.get(r.key)
         bp = best_peer(s, kind) if kind else None
         if bp:
             peer = "%.2f" % (r.rps / bp.rps)
@@ -158,6 +159,16 @@ for s in servers:
     if many:
         r = many.rps / plain.rps
         print("%-8s %s cached tokens >= 0.8x plain: %.2fx" % (verdict(r >= 0.8), "10 000", r))
+    fp, fpm = by.get((s, "fp-one")), by.get((s, "fp-many"))
+    if fp:
+        r = fp.rps / plain.rps
+        print("%-8s fast path: cached path >= 0.85x plain req/s: %.2fx" % (verdict(r >= 0.85), r))
+        if lua:
+            r = fp.rps / lua.rps
+            print("%-8s fast path: cached path >= 1.1x the Lua peer: %.2fx" % (verdict(r >= 1.1), r))
+    if fpm:
+        r = fpm.rps / plain.rps
+        print("%-8s fast path: %s cached tokens >= 0.8x plain: %.2fx" % (verdict(r >= 0.8), "10 000", r))
     miss, bp = by.get((s, "miss")), best_peer(s, "miss")
     if miss and bp:
         r = miss.rps / bp.rps

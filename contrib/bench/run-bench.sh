@@ -25,6 +25,8 @@
 #   BENCH_SUT_CPUS=1 BENCH_AUX_CPUS=0   and wrk to BENCH_AUX_CPUS (../shared/peers/README.md)
 #   BENCH_PEERS_DIR=DIR        the peers (default <repo>/../shared/peers); BENCH_PEERS=0 skips them
 #   BENCH_MICRO=1              also run bench_decision, callgrind and bench_cache (0: skip)
+#   BENCH_FASTPATH=1           also measure the fast path (decisions cached in HAProxy's map; the
+#                              agent's default fastpath-ttl of 10 s): one token, 10 000 tokens
 #   BENCH_KEEP_LOGS=0          1: keep the work directory (logs of every process)
 set -euo pipefail
 
@@ -168,8 +170,18 @@ STUB_PORT=$READY_PORT STUB_PID=$READY_PID
 STUB=http://127.0.0.1:$STUB_PORT
 
 AGENT_PORT=$(free_port)
+# The fast path: one stats socket path that each HAProxy version's fast-path gateway binds in turn
+# (the agent sees a new process, and re-fills it); the map and the key file they share.
+FASTPATH=${BENCH_FASTPATH:-1}
+FP_SOCK=$WORK/fp.sock FP_MAP=$WORK/fp.map FP_KEY=$WORK/fp-key.map
+fp_args=()
+if [ "$FASTPATH" = 1 ]; then
+  : >"$FP_MAP"
+  (umask 077; printf 'fastpath-key %s\n' "$(openssl rand -base64 32)" >"$FP_KEY")
+  fp_args=(--fastpath-socket "unix:$FP_SOCK" --fastpath-map "$FP_MAP" --fastpath-key-file "$FP_KEY")
+fi
 "${sut[@]}" "$AGENT" --listen "127.0.0.1:$AGENT_PORT" --log-level warn --client-auth none \
-  --introspection-url "$STUB/introspect" >"$WORK/agent.log" 2>&1 &
+  --introspection-url "$STUB/introspect" "${fp_args[@]}" >"$WORK/agent.log" 2>&1 &
 PIDS+=($!); AGENT_PID=$!; wait_port "$AGENT_PORT" agent $!
 
 stub_post() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary "$2" "$STUB$1"; }
@@ -179,6 +191,19 @@ cpu_snap() {
   local args=(agent="$AGENT_PID" backend="$BACKEND_PID" idp-stub="$STUB_PID") n
   for n in "${!GW[@]}"; do args+=("$n=${GW[$n]}"); done
   $PY "$HERE/cpustat.py" "${args[@]}"
+}
+
+fp_entries() { # how many entries the fast-path gateway's map holds
+  $PY - "$FP_SOCK" "$FP_MAP" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"show map %s\n" % sys.argv[2].encode())
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    out += b
+print(sum(1 for l in out.splitlines() if l.startswith(b"0x")))
+EOF
 }
 
 wait_200() { # url, token (empty: none)
@@ -294,6 +319,18 @@ bench_haproxy() { # haproxy binary
   local specs=("plain|HAProxy plain proxy, no rules (the ceiling)|http://127.0.0.1:$plain/api/bench|"
                "routes|HAProxy plain + the shipped route rules|http://127.0.0.1:$routes/api/bench|"
                "one|HAProxy + agent, shipped cfg, one token, cached|http://127.0.0.1:$proxy/api/bench|token-one.lua")
+  local fp=""
+  if [ "$FASTPATH" = 1 ]; then
+    fp=$(free_port)
+    start_gw haproxy-fastpath "$fp" env PHANTOM_BIND=127.0.0.1:$fp \
+      PHANTOM_BACKEND=127.0.0.1:$BACKEND_PORT PHANTOM_AGENT=127.0.0.1:$AGENT_PORT \
+      PHANTOM_SPOE_CONF="$REPO/spoe/phantom-token.conf" PHANTOM_STATS_SOCKET="$FP_SOCK" \
+      PHANTOM_FASTPATH_MAP="$FP_MAP" PHANTOM_FASTPATH_KEY="$FP_KEY" "$H" -db -f "$REPO/haproxy-conf/haproxy.cfg"
+    wait_200 "http://127.0.0.1:$fp/api/bench" "$TOKEN"
+    for i in $(seq 1 50); do [ "$(fp_entries)" -ge 1 ] && break; sleep 0.1; done
+    [ "$(fp_entries)" -ge 1 ] || die "the agent published nothing into $SERVER's map; see $WORK/agent.log"
+    specs+=("fp-one|HAProxy + agent + fast path, shipped cfg, one token, cached|http://127.0.0.1:$fp/api/bench|token-one.lua")
+  fi
   if lua_ok "$H"; then
     lua=$(free_port)
     start_gw haproxy-lua "$lua" env PHANTOM_LUA="$PEERS_DIR/haproxy-lua/phantom.lua" \
@@ -324,6 +361,12 @@ bench_haproxy() { # haproxy binary
   [ "$warm_calls" -ge "$NTOKENS" ] || log "warning: only $warm_calls of $NTOKENS tokens introspected in the warm-up"
   wrk_row many "HAProxy + agent, $NTOKENS distinct tokens, cached" "$PROXY_URL" token-many.lua \
     "$CONNS" "$LONG_DURATION"
+  if [ -n "$fp" ]; then # the same tokens, now published into the map by their first request
+    "${aux[@]}" wrk -t"$THREADS" -c"$CONNS" -d3s -s "$HERE/token-many.lua" "http://127.0.0.1:$fp/api/bench" >/dev/null
+    log "fast-path map: $(fp_entries) entries"
+    wrk_row fp-many "HAProxy + agent + fast path, $NTOKENS distinct tokens, cached" \
+      "http://127.0.0.1:$fp/api/bench" token-many.lua "$CONNS" "$LONG_DURATION"
+  fi
 
   # Every request a new token: the miss path, for the agent and the Lua peer.
   stub_post /_control/mode '{"all_active": true}'
