@@ -27,6 +27,7 @@
 #   BENCH_MICRO=1              also run bench_decision, callgrind and bench_cache (0: skip)
 #   BENCH_FASTPATH=1           also measure the fast path (decisions cached in HAProxy's map; the
 #                              agent's default fastpath-ttl of 10 s): one token, 10 000 tokens
+#   BENCH_FASTPATH_TTL=        the fast-path agent's --fastpath-ttl (default: the agent's own)
 #   BENCH_KEEP_LOGS=0          1: keep the work directory (logs of every process)
 set -euo pipefail
 
@@ -179,16 +180,27 @@ if [ "$FASTPATH" = 1 ]; then
   : >"$FP_MAP"
   (umask 077; printf 'fastpath-key %s\n' "$(openssl rand -base64 32)" >"$FP_KEY")
   fp_args=(--fastpath-socket "unix:$FP_SOCK" --fastpath-map "$FP_MAP" --fastpath-key-file "$FP_KEY")
+  [ -n "${BENCH_FASTPATH_TTL:-}" ] && fp_args+=(--fastpath-ttl "$BENCH_FASTPATH_TTL")
 fi
 "${sut[@]}" "$AGENT" --listen "127.0.0.1:$AGENT_PORT" --log-level warn --client-auth none \
-  --introspection-url "$STUB/introspect" "${fp_args[@]}" >"$WORK/agent.log" 2>&1 &
+  --introspection-url "$STUB/introspect" >"$WORK/agent.log" 2>&1 &
 PIDS+=($!); AGENT_PID=$!; wait_port "$AGENT_PORT" agent $!
+# The fast-path gateway has an agent of its own: an agent publishes every decision it makes, so a
+# shared one would write the other rows' decisions into the fast-path gateway's map (CPU there).
+AGENT_FP_PORT="" AGENT_FP_PID=""
+if [ "$FASTPATH" = 1 ]; then
+  AGENT_FP_PORT=$(free_port)
+  "${sut[@]}" "$AGENT" --listen "127.0.0.1:$AGENT_FP_PORT" --log-level warn --client-auth none \
+    --introspection-url "$STUB/introspect" "${fp_args[@]}" >"$WORK/agent-fp.log" 2>&1 &
+  PIDS+=($!); AGENT_FP_PID=$!; wait_port "$AGENT_FP_PORT" agent-fp $!
+fi
 
 stub_post() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' --data-binary "$2" "$STUB$1"; }
 stub_calls() { curl -sf "$STUB/_control/stats" | $PY -c 'import json,sys; print(json.load(sys.stdin)["calls"])'; }
 
 cpu_snap() {
   local args=(agent="$AGENT_PID" backend="$BACKEND_PID" idp-stub="$STUB_PID") n
+  [ -n "$AGENT_FP_PID" ] && args+=(agent-fp="$AGENT_FP_PID")
   for n in "${!GW[@]}"; do args+=("$n=${GW[$n]}"); done
   $PY "$HERE/cpustat.py" "${args[@]}"
 }
@@ -323,12 +335,12 @@ bench_haproxy() { # haproxy binary
   if [ "$FASTPATH" = 1 ]; then
     fp=$(free_port)
     start_gw haproxy-fastpath "$fp" env PHANTOM_BIND=127.0.0.1:$fp \
-      PHANTOM_BACKEND=127.0.0.1:$BACKEND_PORT PHANTOM_AGENT=127.0.0.1:$AGENT_PORT \
+      PHANTOM_BACKEND=127.0.0.1:$BACKEND_PORT PHANTOM_AGENT=127.0.0.1:$AGENT_FP_PORT \
       PHANTOM_SPOE_CONF="$REPO/spoe/phantom-token.conf" PHANTOM_STATS_SOCKET="$FP_SOCK" \
       PHANTOM_FASTPATH_MAP="$FP_MAP" PHANTOM_FASTPATH_KEY="$FP_KEY" "$H" -db -f "$REPO/haproxy-conf/haproxy.cfg"
     wait_200 "http://127.0.0.1:$fp/api/bench" "$TOKEN"
     for i in $(seq 1 50); do [ "$(fp_entries)" -ge 1 ] && break; sleep 0.1; done
-    [ "$(fp_entries)" -ge 1 ] || die "the agent published nothing into $SERVER's map; see $WORK/agent.log"
+    [ "$(fp_entries)" -ge 1 ] || die "the agent published nothing into $SERVER's map; see $WORK/agent-fp.log"
     specs+=("fp-one|HAProxy + agent + fast path, shipped cfg, one token, cached|http://127.0.0.1:$fp/api/bench|token-one.lua")
   fi
   if lua_ok "$H"; then
