@@ -134,22 +134,6 @@ struct fp_origin {
     const struct cache_key *key;
 };
 
-_Static_assert(FP_TOKEN_ID_LEN == CACHE_KEY_LEN, "the fast path names tokens by their cache key");
-
-/* The fast path renews a hot entry only while this agent would answer the same: its cache entry
- * is live and active and still holds the JWT that was published. Until then (seconds), or 0. */
-static int64_t fp_serves_until(void *ud, const struct fp_entry *e)
-{
-    struct agent *a = ud;
-    struct cache_key k;
-    memcpy(k.b, e->token_id, CACHE_KEY_LEN);
-    int64_t expires_ms = 0;
-    const struct token_info *ti = cache_peek(a->cache, &k, &expires_ms);
-    if (!ti || !token_has_jwt(ti, e->jwt, e->jwt_len))
-        return 0;
-    return expires_ms / 1000;
-}
-
 /* Offers a 200 to the fast path; fastpath.c decides what may enter HAProxy's map. */
 static void publish(struct agent *a, const struct decision_input *in, const struct decision *d,
                     const struct fp_origin *o)
@@ -702,9 +686,7 @@ int agent_init(struct agent *a, struct ev_loop *loop, const struct config *cfg, 
         struct fpw_settings fs = {.sockets = cfg->fastpath_sockets,
                                   .map = cfg->fastpath_map,
                                   .secret = cfg->fastpath_key,
-                                  .max_entries = cfg->fastpath_max_entries,
-                                  .serves_until = fp_serves_until,
-                                  .ud = a};
+                                  .max_entries = cfg->fastpath_max_entries};
         a->fastpath = fpw_new(loop, &fs, err, sizeof(err));
         if (!a->fastpath) {
             log_error("fast path: %s", err);

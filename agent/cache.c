@@ -604,17 +604,6 @@ struct token_info *cache_stale(struct cache *c, const struct cache_key *k)
     return token_ref(ti);
 }
 
-const struct token_info *cache_peek(const struct cache *c, const struct cache_key *k,
-                                    int64_t *expires_ms)
-{
-    const struct cache_node *n = *table_slot(c, k);
-    if (!n || !n->ti || n->ti->outcome != TOKEN_ACTIVE || n->ti->stale ||
-        n->expires_ms <= now_ms(c))
-        return NULL;
-    *expires_ms = n->expires_ms;
-    return n->ti;
-}
-
 static bool idp_failed(const struct token_info *ti)
 {
     return !ti || ti->stale || (ti->outcome != TOKEN_ACTIVE && ti->outcome != TOKEN_INACTIVE);

@@ -97,13 +97,6 @@ void cache_resolve(struct cache *c, const struct cache_key *k, struct token_info
  * answer stored by cache_resolve() is never a token_info marked stale. */
 struct token_info *cache_stale(struct cache *c, const struct cache_key *k);
 
-/* The live, fresh, active entry of k (borrowed: no reference taken, valid until the cache
- * changes) and when it ends (*expires_ms), or NULL. A look only: no LRU move, no counter, no
- * flight. For the fast path, which renews a published decision only while the cache would still
- * answer it the same way. */
-const struct token_info *cache_peek(const struct cache *c, const struct cache_key *k,
-                                    int64_t *expires_ms);
-
 /* How long cache_resolve() would keep ti from now, in ms (<= 0: not stored). The shared L2 tier
  * gives its copy the same lifetime. */
 int64_t cache_ttl_ms(const struct cache *c, const struct token_info *ti);

@@ -75,14 +75,6 @@ static int64_t min_positive(int64_t a, int64_t b)
     return b < a ? b : a;
 }
 
-int64_t fp_limit(const struct fp_candidate *c, const struct fp_limits *l)
-{
-    int64_t limit = c->token_exp > 0 ? c->token_exp - (int64_t)l->skew : 0;
-    if (c->not_after > 0 && (limit <= 0 || c->not_after < limit))
-        limit = c->not_after;
-    return limit;
-}
-
 enum fp_refusal fp_admit(const struct fp_candidate *c, const struct fp_limits *l, int64_t now,
                          int64_t *expires)
 {
@@ -101,7 +93,10 @@ enum fp_refusal fp_admit(const struct fp_candidate *c, const struct fp_limits *l
         return FP_BAD_SCOPES;
     if (c->audience && !key_part_ok(c->audience, c->audience_len))
         return FP_BAD_AUDIENCE;
-    int64_t end = min_positive(now + (int64_t)l->ttl, fp_limit(c, l));
+    int64_t end = now + (int64_t)l->ttl;
+    if (c->token_exp > 0)
+        end = min_positive(end, c->token_exp - (int64_t)l->skew);
+    end = min_positive(end, c->not_after);
     /* The cfg reads the expiry as 10 digits: anything else is refused, never mis-parsed. */
     if (end <= now || end > 9999999999LL || end < 1000000000LL)
         return FP_SHORT_LIFETIME;
@@ -396,17 +391,10 @@ struct fp_node {
     size_t heap_idx;      /* position in the expiry heap */
 };
 
-/* A key removed at its expiry, remembered until one lifetime later (fp_table_retire). */
-struct fp_recent {
-    uint64_t fingerprint; /* 0: empty */
-    int64_t until;
-};
-
 struct fp_table {
     size_t max, count, nbuckets; /* nbuckets: a power of two */
     struct list *keys, *tokens;
-    struct fp_node **heap;    /* min-heap on e.expires, max entries */
-    struct fp_recent *recent; /* nbuckets slots */
+    struct fp_node **heap; /* min-heap on e.expires, max entries */
 };
 
 static uint64_t hash_bytes(const void *p, size_t n)
@@ -443,8 +431,7 @@ struct fp_table *fp_table_new(size_t max_entries)
     t->keys = calloc(t->nbuckets, sizeof(*t->keys));
     t->tokens = calloc(t->nbuckets, sizeof(*t->tokens));
     t->heap = calloc(max_entries, sizeof(*t->heap));
-    t->recent = calloc(t->nbuckets, sizeof(*t->recent));
-    if (!t->keys || !t->tokens || !t->heap || !t->recent) {
+    if (!t->keys || !t->tokens || !t->heap) {
         fp_table_free(t);
         return NULL;
     }
@@ -472,7 +459,6 @@ void fp_table_free(struct fp_table *t)
     free(t->keys);
     free(t->tokens);
     free(t->heap);
-    free(t->recent);
     free(t);
 }
 
@@ -574,118 +560,70 @@ static char *dup_bytes(const char *s, size_t len)
     return p;
 }
 
-static enum fp_put_result refresh(struct fp_table *t, struct fp_node *n, const struct fp_put *p)
+static enum fp_put_result refresh(struct fp_table *t, struct fp_node *n,
+                                  const uint8_t token_id[FP_TOKEN_ID_LEN], int64_t expires,
+                                  const char *jwt, size_t jwt_len)
 {
-    bool same_jwt = n->e.jwt_len == p->jwt_len && memcmp(n->e.jwt, p->jwt, p->jwt_len) == 0;
-    if (same_jwt && memcmp(n->e.token_id, p->token_id, FP_TOKEN_ID_LEN) == 0 &&
-        p->expires <= n->e.expires + 1)
+    bool same_jwt = n->e.jwt_len == jwt_len && memcmp(n->e.jwt, jwt, jwt_len) == 0;
+    if (same_jwt && memcmp(n->e.token_id, token_id, FP_TOKEN_ID_LEN) == 0 &&
+        expires <= n->e.expires + 1)
         return FP_PUT_UNCHANGED;
     if (!same_jwt) {
-        char *copy = dup_bytes(p->jwt, p->jwt_len);
+        char *copy = dup_bytes(jwt, jwt_len);
         if (!copy)
             return FP_PUT_NOMEM;
         OPENSSL_cleanse(n->e.jwt, n->e.jwt_len);
         free(n->e.jwt);
         n->e.jwt = copy;
-        n->e.jwt_len = p->jwt_len;
+        n->e.jwt_len = jwt_len;
     }
-    if (memcmp(n->e.token_id, p->token_id, FP_TOKEN_ID_LEN) != 0) {
+    if (memcmp(n->e.token_id, token_id, FP_TOKEN_ID_LEN) != 0) {
         list_del(&n->by_token);
-        memcpy(n->e.token_id, p->token_id, FP_TOKEN_ID_LEN);
-        list_insert(token_bucket(t, p->token_id), &n->by_token);
-        n->e.hot = false; /* another token now: its use is yet to be seen */
+        memcpy(n->e.token_id, token_id, FP_TOKEN_ID_LEN);
+        list_insert(token_bucket(t, token_id), &n->by_token);
     }
-    n->e.expires = p->expires;
-    n->e.limit = p->limit;
-    n->e.since = p->now;
+    n->e.expires = expires;
     heap_fix(t, n->heap_idx);
     return FP_PUT_REPLACED;
 }
 
-/* The recent-expiry slot of key, and the fingerprint it holds for it (never 0). */
-static struct fp_recent *recent_slot(const struct fp_table *t, const char *key, uint64_t *fp)
+enum fp_put_result fp_table_put(struct fp_table *t, const char *key,
+                                const uint8_t token_id[FP_TOKEN_ID_LEN], int64_t expires,
+                                const char *jwt, size_t jwt_len, fp_removed_fn removed, void *ud)
 {
-    uint64_t h = hash_bytes(key, FP_KEY_HEX);
-    *fp = (h >> 1) | 1;
-    return &t->recent[(h ^ (h >> 29)) & (t->nbuckets - 1)];
-}
-
-/* Whether key left the table at its expiry less than a lifetime before now; forgets it. */
-static bool came_back(struct fp_table *t, const char *key, int64_t now)
-{
-    uint64_t fp;
-    struct fp_recent *r = recent_slot(t, key, &fp);
-    bool back = r->fingerprint == fp && now <= r->until;
-    if (r->fingerprint == fp)
-        r->fingerprint = 0;
-    return back;
-}
-
-enum fp_put_result fp_table_put(struct fp_table *t, const struct fp_put *p, fp_removed_fn removed,
-                                void *ud)
-{
-    if (!key_valid(p->key))
+    if (!key_valid(key))
         return FP_PUT_NOMEM;
-    struct fp_node *n = find(t, p->key);
+    struct fp_node *n = find(t, key);
     if (n)
-        return refresh(t, n, p);
+        return refresh(t, n, token_id, expires, jwt, jwt_len);
     n = calloc(1, sizeof(*n));
-    char *copy = n ? dup_bytes(p->jwt, p->jwt_len) : NULL;
+    char *copy = n ? dup_bytes(jwt, jwt_len) : NULL;
     if (!copy) {
         free(n);
         return FP_PUT_NOMEM;
     }
     if (t->count == t->max)
         node_remove(t, t->heap[0], removed, ud);
-    memcpy(n->e.key, p->key, FP_KEY_HEX + 1);
-    memcpy(n->e.token_id, p->token_id, FP_TOKEN_ID_LEN);
-    n->e.expires = p->expires;
-    n->e.limit = p->limit;
-    n->e.since = p->now;
-    n->e.hot = came_back(t, p->key, p->now);
+    memcpy(n->e.key, key, FP_KEY_HEX + 1);
+    memcpy(n->e.token_id, token_id, FP_TOKEN_ID_LEN);
+    n->e.expires = expires;
     n->e.jwt = copy;
-    n->e.jwt_len = p->jwt_len;
-    list_insert(key_bucket(t, p->key), &n->by_key);
-    list_insert(token_bucket(t, p->token_id), &n->by_token);
+    n->e.jwt_len = jwt_len;
+    list_insert(key_bucket(t, key), &n->by_key);
+    list_insert(token_bucket(t, token_id), &n->by_token);
     n->heap_idx = t->count;
     t->heap[t->count++] = n;
     heap_up(t, n->heap_idx);
     return FP_PUT_NEW;
 }
 
-const struct fp_entry *fp_table_due(const struct fp_table *t, int64_t now)
-{
-    return t->count > 0 && t->heap[0]->e.expires <= now ? &t->heap[0]->e : NULL;
-}
-
-bool fp_table_renew(struct fp_table *t, const char *key, int64_t now, int64_t expires)
-{
-    struct fp_node *n = find(t, key);
-    if (!n || expires <= now || expires <= n->e.expires)
-        return false;
-    n->e.expires = expires;
-    n->e.since = now;
-    heap_fix(t, n->heap_idx);
-    return true;
-}
-
-void fp_table_retire(struct fp_table *t, const char *key, fp_removed_fn removed, void *ud)
-{
-    struct fp_node *n = find(t, key);
-    if (!n)
-        return;
-    uint64_t fp;
-    struct fp_recent *r = recent_slot(t, key, &fp);
-    r->fingerprint = fp;
-    r->until = n->e.expires + (n->e.expires - n->e.since);
-    node_remove(t, n, removed, ud);
-}
-
 size_t fp_table_expire(struct fp_table *t, int64_t now, fp_removed_fn removed, void *ud)
 {
     size_t n = 0;
-    for (const struct fp_entry *e; (e = fp_table_due(t, now)); n++)
-        fp_table_retire(t, e->key, removed, ud);
+    while (t->count > 0 && t->heap[0]->e.expires <= now) {
+        node_remove(t, t->heap[0], removed, ud);
+        n++;
+    }
     return n;
 }
 

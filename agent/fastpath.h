@@ -73,10 +73,6 @@ struct fp_limits {
 enum fp_refusal fp_admit(const struct fp_candidate *c, const struct fp_limits *l, int64_t now,
                          int64_t *expires);
 
-/* The bound no renewal of c's entry may pass: the token's exp minus the skew, the agent's own
- * entry's end (not_after), whichever comes first; 0 when neither is known. */
-int64_t fp_limit(const struct fp_candidate *c, const struct fp_limits *l);
-
 /* The shared key file: HAProxy reads it as a map file (haproxy.cfg: str(fastpath-key),map(file)),
  * so it is "fastpath-key <base64>" on one line; blank lines and '#' comments are allowed. Writes
  * the base64 text (NUL-terminated) to out. Returns 0, or -1 with a reason in err. */
@@ -127,19 +123,7 @@ struct fp_entry {
     char key[FP_KEY_HEX + 1];
     uint8_t token_id[FP_TOKEN_ID_LEN]; /* the agent's cache key of the token, for purges */
     int64_t expires;
-    int64_t limit; /* never renewed past it (the token's exp minus the skew); 0: no bound */
-    int64_t since; /* when this entry was written last (its lifetime is expires - since) */
-    bool hot;      /* its key came back within a lifetime after an expiry: renew, do not drop */
-    char *jwt;     /* owned, for a re-fill after an HAProxy reload */
-    size_t jwt_len;
-};
-
-/* One decision to put into the table. */
-struct fp_put {
-    const char *key;
-    const uint8_t *token_id; /* FP_TOKEN_ID_LEN bytes */
-    int64_t now, expires, limit;
-    const char *jwt;
+    char *jwt; /* owned, for a re-fill after an HAProxy reload */
     size_t jwt_len;
 };
 
@@ -161,26 +145,16 @@ void fp_table_free(struct fp_table *t);            /* no callbacks */
 size_t fp_table_count(const struct fp_table *t);
 size_t fp_table_capacity(const struct fp_table *t);
 
-/* Inserts or refreshes p->key. A full table first evicts the entry that expires first (removed()
- * is called for it). An existing key with the same JWT whose expiry is no more than a second
- * earlier is FP_PUT_UNCHANGED: concurrent misses of one token publish it once. A new key that
- * fp_table_retire() removed less than one lifetime before p->now is hot. */
-enum fp_put_result fp_table_put(struct fp_table *t, const struct fp_put *p, fp_removed_fn removed,
-                                void *ud);
+/* Inserts or refreshes key. A full table first evicts the entry that expires first (removed() is
+ * called for it). An existing key with the same JWT whose expiry is no more than a second earlier
+ * is FP_PUT_UNCHANGED: concurrent misses of one token publish it once. */
+enum fp_put_result fp_table_put(struct fp_table *t, const char *key,
+                                const uint8_t token_id[FP_TOKEN_ID_LEN], int64_t expires,
+                                const char *jwt, size_t jwt_len, fp_removed_fn removed, void *ud);
 /* The live entry for key, or NULL. */
 const struct fp_entry *fp_table_get(const struct fp_table *t, const char *key);
-/* Removes what expires at or before now (fp_table_retire() each); returns how many. */
+/* Removes what expires at or before now; returns how many. */
 size_t fp_table_expire(struct fp_table *t, int64_t now, fp_removed_fn removed, void *ud);
-/* Expiry one entry at a time, for a caller that renews hot entries: the entry that expires first
- * if it expires at or before now, else NULL; valid until the table changes. */
-const struct fp_entry *fp_table_due(const struct fp_table *t, int64_t now);
-/* Gives key a later expiry, written at now. Returns false (nothing changed) when key is absent
- * or expires is not after both now and its current expiry. */
-bool fp_table_renew(struct fp_table *t, const char *key, int64_t now, int64_t expires);
-/* Removes key as expired and remembers it (a fingerprint in a direct-mapped array as large as the
- * table), so that a put of the same key within one lifetime finds it hot: a token in use comes
- * back right after its entry ends, an idle one does not. */
-void fp_table_retire(struct fp_table *t, const char *key, fp_removed_fn removed, void *ud);
 /* Removes every entry of a token (every route it was published for); returns how many. */
 size_t fp_table_purge_token(struct fp_table *t, const uint8_t token_id[FP_TOKEN_ID_LEN],
                             fp_removed_fn removed, void *ud);

@@ -25,9 +25,6 @@ struct fastpath_writer {
     char *secret;
     size_t secret_len;
     struct fp_table *table;
-    int64_t (*serves_until)(void *ud, const struct fp_entry *e);
-    void *ud;
-    uint32_t ttl; /* the last publish's fastpath-ttl: a renewal's length */
     struct fw_socket socks[MAX_SOCKETS];
     size_t nsocks;
     ev_timer expiry;
@@ -74,42 +71,12 @@ static void arm_expiry(struct fastpath_writer *w)
     ev_timer_start(w->loop, &w->expiry);
 }
 
-/* How long a hot entry may live on from now: one more fastpath-ttl, bounded by the token's exp
- * and by what the agent itself would serve; <= now when it may not. */
-static int64_t renewal_end(struct fastpath_writer *w, const struct fp_entry *e, int64_t now)
-{
-    if (!e->hot || !w->serves_until || !w->ttl)
-        return 0;
-    int64_t end = now + w->ttl;
-    if (e->limit > 0 && e->limit < end)
-        end = e->limit;
-    int64_t served = w->serves_until(w->ud, e);
-    return served < end ? served : end;
-}
-
-static void publish_entry(struct fastpath_writer *w, bool replace, const struct fp_entry *e)
-{
-    for (size_t i = 0; i < w->nsocks; i++)
-        send_put(&w->socks[i], replace, e);
-}
-
-/* An entry in use comes back right after it ends (a miss, the agent, a publish): such a hot
- * entry is renewed in place ("set map", one line) instead of a delete, a miss and an add. */
 static void on_expiry(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
     struct fastpath_writer *w = t->data;
-    int64_t now = clock_seconds();
-    for (const struct fp_entry *e; (e = fp_table_due(w->table, now));) {
-        int64_t end = renewal_end(w, e, now);
-        if (end > now && fp_table_renew(w->table, e->key, now, end)) {
-            publish_entry(w, true, e);
-            w->st.renewed++;
-        } else {
-            fp_table_retire(w->table, e->key, on_removed, w);
-        }
-    }
+    fp_table_expire(w->table, clock_seconds(), on_removed, w);
     arm_expiry(w);
 }
 
@@ -226,8 +193,6 @@ struct fastpath_writer *fpw_new(struct ev_loop *loop, const struct fpw_settings 
     w->secret = strdup(s->secret);
     w->secret_len = strlen(s->secret);
     w->table = fp_table_new(s->max_entries ? s->max_entries : 10000);
-    w->serves_until = s->serves_until;
-    w->ud = s->ud;
     ev_init(&w->expiry, on_expiry);
     w->expiry.data = w;
     if (!w->map || !w->secret || !w->table) {
@@ -278,15 +243,8 @@ void fpw_publish(struct fastpath_writer *w, const struct fp_candidate *c, const 
         w->st.refused++;
         return;
     }
-    w->ttl = l->ttl;
-    struct fp_put p = {.key = key,
-                       .token_id = token_id,
-                       .now = now,
-                       .expires = expires,
-                       .limit = fp_limit(c, l),
-                       .jwt = c->jwt,
-                       .jwt_len = c->jwt_len};
-    enum fp_put_result r = fp_table_put(w->table, &p, on_removed, w);
+    enum fp_put_result r =
+        fp_table_put(w->table, key, token_id, expires, c->jwt, c->jwt_len, on_removed, w);
     if (r == FP_PUT_UNCHANGED) {
         w->st.unchanged++;
         return;
@@ -295,7 +253,9 @@ void fpw_publish(struct fastpath_writer *w, const struct fp_candidate *c, const 
         w->st.refused++;
         return;
     }
-    publish_entry(w, r == FP_PUT_REPLACED, fp_table_get(w->table, key));
+    const struct fp_entry *e = fp_table_get(w->table, key);
+    for (size_t i = 0; i < w->nsocks; i++)
+        send_put(&w->socks[i], r == FP_PUT_REPLACED, e);
     w->st.published++;
     arm_expiry(w);
 }
@@ -345,9 +305,6 @@ char *fpw_metrics_text(const struct fastpath_writer *w)
                      "eviction, purge).\n"
                      "# TYPE phantom_fastpath_removed_total counter\n"
                      "phantom_fastpath_removed_total %llu\n"
-                     "# HELP phantom_fastpath_renewed_total Hot entries renewed at expiry.\n"
-                     "# TYPE phantom_fastpath_renewed_total counter\n"
-                     "phantom_fastpath_renewed_total %llu\n"
                      "# HELP phantom_fastpath_refills_total HAProxy processes re-filled.\n"
                      "# TYPE phantom_fastpath_refills_total counter\n"
                      "phantom_fastpath_refills_total %llu\n"
@@ -356,6 +313,6 @@ char *fpw_metrics_text(const struct fastpath_writer *w)
                      "phantom_fastpath_entries %zu\n",
                      (unsigned long long)st.published, (unsigned long long)st.unchanged,
                      (unsigned long long)st.refused, (unsigned long long)st.removed,
-                     (unsigned long long)st.renewed, (unsigned long long)st.refills, st.entries);
+                     (unsigned long long)st.refills, st.entries);
     return n < 0 ? NULL : b;
 }

@@ -1,7 +1,6 @@
 /* The fast-path writer: publishes the worker's positive decisions into HAProxy's decision map over
  * one or more runtime API sockets (haproxy_cli.c), keeps the table of live entries (fastpath.c),
- * renews the hot ones at expiry while the agent's cache still answers them the same way, deletes
- * the others at expiry, eviction and purge, and re-fills a process that lost them (reload,
+ * deletes them at expiry, eviction and purge, and re-fills a process that lost them (reload,
  * restart, lost commands). Used by agent.c (publish) and the purge paths. */
 #ifndef PTA_FASTPATH_WRITER_H
 #define PTA_FASTPATH_WRITER_H
@@ -23,12 +22,6 @@ struct fpw_settings {
     const char *map;    /* the map identifier haproxy.cfg uses (its file path) */
     const char *secret; /* the shared key's base64 text (fp_secret_parse) */
     size_t max_entries;
-    /* Until when (seconds) the agent would still answer this token with this JWT: the end of its
-     * cache entry, or 0 (gone, purged, another JWT now). A hot entry is renewed up to it, never
-     * past it, so the fast path never outlives what the agent itself would serve. NULL: entries
-     * are never renewed. */
-    int64_t (*serves_until)(void *ud, const struct fp_entry *e);
-    void *ud;
 };
 
 struct fpw_stats {
@@ -36,7 +29,6 @@ struct fpw_stats {
     uint64_t unchanged; /* decisions already live in the map: nothing sent */
     uint64_t refused;   /* decisions fp_admit() kept out */
     uint64_t removed;   /* entries deleted: expiry, eviction, purge */
-    uint64_t renewed;   /* hot entries given a new expiry instead of being deleted */
     uint64_t refills;   /* sessions re-filled from the table */
     size_t entries;     /* live now */
 };

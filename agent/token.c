@@ -184,18 +184,3 @@ int token_outcome_status(enum token_outcome o)
     }
     return 500;
 }
-
-static bool same_bytes(const char *a, size_t alen, const char *b, size_t blen)
-{
-    return a && alen == blen && memcmp(a, b, blen) == 0;
-}
-
-bool token_has_jwt(const struct token_info *ti, const char *jwt, size_t len)
-{
-    if (same_bytes(ti->jwt, ti->jwt_len, jwt, len))
-        return true;
-    for (size_t i = 0; i < ti->nalts; i++)
-        if (same_bytes(ti->alts[i].jwt, ti->alts[i].jwt_len, jwt, len))
-            return true;
-    return false;
-}

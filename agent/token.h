@@ -97,8 +97,6 @@ void token_info_set_introspection(struct token_info *ti, json_t *obj);
 
 /* Bytes the entry holds on the heap, for the cache's byte budget. */
 size_t token_info_size(const struct token_info *ti);
-/* Whether ti carries exactly that JWT (its own or one minted for an extra audience). */
-bool token_has_jwt(const struct token_info *ti, const char *jwt, size_t len);
 
 /* HTTP status a request gets for this outcome (200/401/502/503/500). */
 int token_outcome_status(enum token_outcome o);

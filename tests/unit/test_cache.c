@@ -331,30 +331,6 @@ static void test_no_store(void **state)
     assert_int_equal(cached_for(cfg, ti, 1), 0);
 }
 
-/* cache_peek: the fresh active entry and its end, without touching counters; nothing for a
- * negative entry, an expired one or an unknown key. */
-static void test_peek(void **state)
-{
-    (void)state;
-    struct cache_config cfg = cfg_default();
-    struct cache *c = new_cache(&cfg);
-    struct cache_key k = key_of(c, "peeked"), neg = key_of(c, "revoked"), none = key_of(c, "x");
-    put(c, "peeked", active("h.p.s"));
-    put(c, "revoked", token_info_new(TOKEN_INACTIVE, "x"));
-    int64_t end = 0;
-    const struct token_info *ti = cache_peek(c, &k, &end);
-    assert_non_null(ti);
-    assert_true(token_has_jwt(ti, "h.p.s", 5));
-    assert_false(token_has_jwt(ti, "h.p.t", 5));
-    assert_int_equal(end, T0 + 300000);
-    assert_null(cache_peek(c, &neg, &end));
-    assert_null(cache_peek(c, &none, &end));
-    assert_int_equal(stats(c).hits + stats(c).misses + stats(c).negative_hits, 0);
-    fake_now = T0 + 300000;
-    assert_null(cache_peek(c, &k, &end));
-    cache_free(c);
-}
-
 static void test_negative_cache(void **state)
 {
     struct cache_config cfg = cfg_default();
@@ -824,7 +800,6 @@ int main(void)
         cmocka_unit_test(test_ttl_math),
         cmocka_unit_test(test_ttl_absurd_exp),
         cmocka_unit_test(test_no_store),
-        cmocka_unit_test(test_peek),
         cmocka_unit_test(test_negative_cache),
         cmocka_unit_test(test_idp_errors_not_cached),
         cmocka_unit_test(test_expired_entry_removed_on_lookup),

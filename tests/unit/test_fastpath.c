@@ -379,33 +379,6 @@ static void tok_n(uint8_t id[FP_TOKEN_ID_LEN], unsigned n)
     memcpy(id, &n, sizeof(n));
 }
 
-/* A decision written at NOW (no token exp bound). */
-static enum fp_put_result put(struct fp_table *t, const char *key, const uint8_t *token_id,
-                              int64_t expires, const char *jwt, size_t jwt_len,
-                              fp_removed_fn removed, void *ud)
-{
-    struct fp_put p = {.key = key,
-                       .token_id = token_id,
-                       .now = NOW,
-                       .expires = expires,
-                       .jwt = jwt,
-                       .jwt_len = jwt_len};
-    return fp_table_put(t, &p, removed, ud);
-}
-
-static enum fp_put_result put_at(struct fp_table *t, const char *key, const uint8_t *token_id,
-                                 int64_t now, int64_t expires)
-{
-    struct fp_put p = {.key = key,
-                       .token_id = token_id,
-                       .now = now,
-                       .expires = expires,
-                       .limit = now + 1000,
-                       .jwt = JWT,
-                       .jwt_len = strlen(JWT)};
-    return fp_table_put(t, &p, NULL, NULL);
-}
-
 static void table_put_get_unchanged_replaced(void **state)
 {
     (void)state;
@@ -415,15 +388,17 @@ static void table_put_get_unchanged_replaced(void **state)
     uint8_t tok[FP_TOKEN_ID_LEN];
     key_n(k, 1);
     tok_n(tok, 1);
-    assert_int_equal(put(t, k, tok, NOW + 30, JWT, strlen(JWT), NULL, NULL), FP_PUT_NEW);
+    assert_int_equal(fp_table_put(t, k, tok, NOW + 30, JWT, strlen(JWT), NULL, NULL), FP_PUT_NEW);
     const struct fp_entry *e = fp_table_get(t, k);
     assert_non_null(e);
     assert_int_equal(e->expires, NOW + 30);
     assert_memory_equal(e->jwt, JWT, strlen(JWT));
     /* the same decision a moment later (a concurrent miss): nothing to send */
-    assert_int_equal(put(t, k, tok, NOW + 31, JWT, strlen(JWT), NULL, NULL), FP_PUT_UNCHANGED);
-    assert_int_equal(put(t, k, tok, NOW + 40, JWT, strlen(JWT), NULL, NULL), FP_PUT_REPLACED);
-    assert_int_equal(put(t, k, tok, NOW + 40, "x.y.z", 5, NULL, NULL), FP_PUT_REPLACED);
+    assert_int_equal(fp_table_put(t, k, tok, NOW + 31, JWT, strlen(JWT), NULL, NULL),
+                     FP_PUT_UNCHANGED);
+    assert_int_equal(fp_table_put(t, k, tok, NOW + 40, JWT, strlen(JWT), NULL, NULL),
+                     FP_PUT_REPLACED);
+    assert_int_equal(fp_table_put(t, k, tok, NOW + 40, "x.y.z", 5, NULL, NULL), FP_PUT_REPLACED);
     e = fp_table_get(t, k);
     assert_int_equal(e->jwt_len, 5);
     assert_int_equal(fp_table_count(t), 1);
@@ -442,12 +417,12 @@ static void table_evicts_earliest_expiry_when_full(void **state)
     for (unsigned i = 0; i < 3; i++) {
         key_n(k, i);
         tok_n(tok, i);
-        assert_int_equal(put(t, k, tok, NOW + exps[i], JWT, 5, NULL, NULL), FP_PUT_NEW);
+        assert_int_equal(fp_table_put(t, k, tok, NOW + exps[i], JWT, 5, NULL, NULL), FP_PUT_NEW);
     }
     assert_int_equal(fp_table_next_expiry(t), NOW + 10);
     struct removed_log log = {0};
     key_n(k, 9);
-    assert_int_equal(put(t, k, tok, NOW + 60, JWT, 5, on_removed, &log), FP_PUT_NEW);
+    assert_int_equal(fp_table_put(t, k, tok, NOW + 60, JWT, 5, on_removed, &log), FP_PUT_NEW);
     assert_int_equal(log.n, 1);
     key_n(k, 1);
     assert_string_equal(log.keys[0], k); /* the one expiring at +10 */
@@ -467,8 +442,9 @@ static void table_expire_in_order(void **state)
     for (unsigned i = 0; i < 100; i++) {
         key_n(k, i);
         /* a scrambled order, to exercise the heap */
-        assert_int_equal(put(t, k, tok, NOW + (int64_t)((i * 37) % 100) + 1, JWT, 5, NULL, NULL),
-                         FP_PUT_NEW);
+        assert_int_equal(
+            fp_table_put(t, k, tok, NOW + (int64_t)((i * 37) % 100) + 1, JWT, 5, NULL, NULL),
+            FP_PUT_NEW);
     }
     struct removed_log log = {0};
     assert_int_equal(fp_table_expire(t, NOW, on_removed, &log), 0);
@@ -481,7 +457,7 @@ static void table_expire_in_order(void **state)
     assert_null(fp_table_get(t, k));
     key_n(k, 3); /* 3 * 37 % 100 + 1 = 12 */
     assert_int_equal(fp_table_get(t, k)->expires, NOW + 12);
-    assert_int_equal(put(t, k, tok, NOW + 500, JWT, 5, NULL, NULL), FP_PUT_REPLACED);
+    assert_int_equal(fp_table_put(t, k, tok, NOW + 500, JWT, 5, NULL, NULL), FP_PUT_REPLACED);
     assert_int_equal(fp_table_expire(t, NOW + 100, on_removed, &log), 89);
     assert_int_equal(fp_table_count(t), 1);
     assert_int_equal(fp_table_next_expiry(t), NOW + 500);
@@ -504,7 +480,7 @@ static void table_purge_by_token_and_all(void **state)
     for (unsigned i = 0; i < 5; i++) {
         key_n(k, i);
         tok_n(tok, i < 3 ? 1 : 2);
-        assert_int_equal(put(t, k, tok, NOW + 30, JWT, 5, NULL, NULL), FP_PUT_NEW);
+        assert_int_equal(fp_table_put(t, k, tok, NOW + 30, JWT, 5, NULL, NULL), FP_PUT_NEW);
     }
     struct removed_log log = {0};
     tok_n(tok, 1);
@@ -532,85 +508,11 @@ static void table_token_change_moves_index(void **state)
     key_n(k, 1);
     tok_n(a, 1);
     tok_n(b, 2);
-    assert_int_equal(put(t, k, a, NOW + 30, JWT, 5, NULL, NULL), FP_PUT_NEW);
-    assert_int_equal(put(t, k, b, NOW + 30, JWT, 5, NULL, NULL), FP_PUT_REPLACED);
+    assert_int_equal(fp_table_put(t, k, a, NOW + 30, JWT, 5, NULL, NULL), FP_PUT_NEW);
+    assert_int_equal(fp_table_put(t, k, b, NOW + 30, JWT, 5, NULL, NULL), FP_PUT_REPLACED);
     assert_int_equal(fp_table_purge_token(t, a, NULL, NULL), 0);
     assert_int_equal(fp_table_purge_token(t, b, NULL, NULL), 1);
     fp_table_free(t);
-}
-
-/* A key that comes back within one lifetime after its expiry is hot (in use); one that comes back
- * later, one purged, and a first publication are not. Renewal moves the expiry forward only. */
-static void table_hot_entries_and_renewal(void **state)
-{
-    (void)state;
-    struct fp_table *t = fp_table_new(8);
-    char a[FP_KEY_HEX + 1], b[FP_KEY_HEX + 1], c[FP_KEY_HEX + 1];
-    uint8_t tok[FP_TOKEN_ID_LEN], other[FP_TOKEN_ID_LEN];
-    key_n(a, 1);
-    key_n(b, 2);
-    key_n(c, 3);
-    tok_n(tok, 1);
-    tok_n(other, 2);
-    struct removed_log log = {0};
-
-    assert_int_equal(put_at(t, a, tok, NOW, NOW + 10), FP_PUT_NEW);
-    assert_int_equal(put_at(t, b, tok, NOW, NOW + 10), FP_PUT_NEW);
-    assert_false(fp_table_get(t, a)->hot);
-    assert_int_equal(fp_table_get(t, a)->limit, NOW + 1000);
-    assert_null(fp_table_due(t, NOW + 9));
-    const struct fp_entry *e = fp_table_due(t, NOW + 10);
-    assert_non_null(e);
-    /* both expire: retired (the caller sends the deletes) */
-    size_t n = 0;
-    while ((e = fp_table_due(t, NOW + 10))) {
-        fp_table_retire(t, e->key, on_removed, &log);
-        n++;
-    }
-    assert_int_equal(n, 2);
-    assert_int_equal(fp_table_count(t), 0);
-    /* a comes back 5 s after its end (within its 10 s lifetime): hot; b 11 s after: not */
-    assert_int_equal(put_at(t, a, tok, NOW + 15, NOW + 25), FP_PUT_NEW);
-    assert_true(fp_table_get(t, a)->hot);
-    assert_int_equal(put_at(t, b, tok, NOW + 21, NOW + 31), FP_PUT_NEW);
-    assert_false(fp_table_get(t, b)->hot);
-    /* the memory is used once: a second expiry of a cold entry starts over */
-    assert_int_equal(fp_table_purge_token(t, tok, NULL, NULL), 2);
-    assert_int_equal(put_at(t, a, tok, NOW + 26, NOW + 36), FP_PUT_NEW);
-    assert_false(fp_table_get(t, a)->hot); /* a purge is not an expiry */
-
-    /* renewal: later only, and for live keys only */
-    assert_true(fp_table_renew(t, a, NOW + 36, NOW + 46));
-    assert_int_equal(fp_table_get(t, a)->expires, NOW + 46);
-    assert_int_equal(fp_table_get(t, a)->since, NOW + 36);
-    assert_false(fp_table_renew(t, a, NOW + 36, NOW + 46));
-    assert_false(fp_table_renew(t, a, NOW + 50, NOW + 50));
-    assert_false(fp_table_renew(t, c, NOW, NOW + 60));
-    assert_null(fp_table_due(t, NOW + 45));
-    assert_non_null(fp_table_due(t, NOW + 46));
-
-    /* the same key for another token is not hot any more */
-    fp_table_retire(t, a, NULL, NULL);
-    assert_int_equal(put_at(t, a, tok, NOW + 47, NOW + 57), FP_PUT_NEW);
-    assert_true(fp_table_get(t, a)->hot);
-    assert_int_equal(put_at(t, a, other, NOW + 47, NOW + 57), FP_PUT_REPLACED);
-    assert_false(fp_table_get(t, a)->hot);
-    fp_table_free(t);
-}
-
-/* fp_limit: the token's exp minus the skew, or the agent's own entry's end, whichever is first. */
-static void limit_of_a_decision(void **state)
-{
-    (void)state;
-    struct fp_limits l = {.ttl = 10, .skew = 5, .max_jwt = 8192, .max_auth = 8192};
-    struct fp_candidate c = {.status = 200};
-    assert_int_equal(fp_limit(&c, &l), 0);
-    c.token_exp = NOW + 100;
-    assert_int_equal(fp_limit(&c, &l), NOW + 95);
-    c.not_after = NOW + 50;
-    assert_int_equal(fp_limit(&c, &l), NOW + 50);
-    c.token_exp = 0;
-    assert_int_equal(fp_limit(&c, &l), NOW + 50);
 }
 
 static void table_bad_arguments(void **state)
@@ -619,7 +521,7 @@ static void table_bad_arguments(void **state)
     assert_null(fp_table_new(0));
     struct fp_table *t = fp_table_new(1);
     uint8_t tok[FP_TOKEN_ID_LEN] = {0};
-    assert_int_equal(put(t, "nothex", tok, NOW, JWT, 5, NULL, NULL), FP_PUT_NOMEM);
+    assert_int_equal(fp_table_put(t, "nothex", tok, NOW, JWT, 5, NULL, NULL), FP_PUT_NOMEM);
     assert_int_equal(fp_table_count(t), 0);
     fp_table_free(t);
     fp_table_free(NULL);
@@ -644,8 +546,6 @@ int main(void)
         cmocka_unit_test(table_expire_in_order),
         cmocka_unit_test(table_purge_by_token_and_all),
         cmocka_unit_test(table_token_change_moves_index),
-        cmocka_unit_test(table_hot_entries_and_renewal),
-        cmocka_unit_test(limit_of_a_decision),
         cmocka_unit_test(table_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
