@@ -300,13 +300,14 @@ static size_t varint_put(uint8_t out[10], uint64_t v)
     return n;
 }
 
-/* Appends bytes percent-encoded outside [A-Za-z0-9._-] (what url_dec turns back, and what the CLI
- * takes as one plain word). Returns the new length, or -1 when cap is too small. */
-static long pct_put(char *buf, size_t cap, size_t len, const uint8_t *p, size_t n)
+/* Appends n bytes at buf + len, each as %XX when escape_all or outside [A-Za-z0-9._-] (what
+ * url_dec turns back, and what the CLI takes as one plain word). The new length, or -1 when cap
+ * is too small. */
+static long pct_put(char *buf, size_t cap, size_t len, const uint8_t *p, size_t n, bool escape_all)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
-        if (is_jwt_char(p[i])) {
+        if (!escape_all && is_jwt_char(p[i])) {
             if (len + 1 >= cap)
                 return -1;
             buf[len++] = (char)p[i];
@@ -321,24 +322,33 @@ static long pct_put(char *buf, size_t cap, size_t len, const uint8_t *p, size_t 
     return (long)len;
 }
 
-/* The FP_VALUE_HDRS_BIN text of jwt (already checked by jwt_ok) at buf + len. */
+/* The FP_VALUE_HDRS_BIN text of jwt (already checked by jwt_ok) at buf + len: the head, whose
+ * filler record grows by 3 bytes for every byte the length varint is shorter than 3 (each varint
+ * byte is always written as %XX), then the JWT. */
 static long hdrs_bin_put(char *buf, size_t cap, size_t len, const char *jwt, size_t jwt_len)
 {
-    static const char name[] = "Authorization", scheme[] = "Bearer ";
-    static const uint8_t end[2] = {0, 0};
-    uint8_t v[10];
-    long n = pct_put(buf, cap, len, v, varint_put(v, sizeof(name) - 1));
-    if (n >= 0)
-        n = pct_put(buf, cap, (size_t)n, (const uint8_t *)name, sizeof(name) - 1);
-    if (n >= 0)
-        n = pct_put(buf, cap, (size_t)n, v, varint_put(v, sizeof(scheme) - 1 + jwt_len));
-    if (n >= 0)
-        n = pct_put(buf, cap, (size_t)n, (const uint8_t *)scheme, sizeof(scheme) - 1);
-    if (n >= 0)
-        n = pct_put(buf, cap, (size_t)n, (const uint8_t *)jwt, jwt_len);
-    if (n >= 0)
-        n = pct_put(buf, cap, (size_t)n, end, sizeof(end));
-    return n;
+    static const char name[] = "Authorization", scheme[] = "Bearer ", filler[] = "xxxxxxx";
+    uint8_t v[10], n[10];
+    size_t vlen = varint_put(v, sizeof(scheme) - 1 + jwt_len);
+    if (vlen > 3)
+        return -1;
+    size_t fill = 1 + 3 * (3 - vlen);
+    long at = pct_put(buf, cap, len, n, varint_put(n, fill), true);
+    if (at >= 0)
+        at = pct_put(buf, cap, (size_t)at, (const uint8_t *)filler, fill, false);
+    if (at >= 0)
+        at = pct_put(buf, cap, (size_t)at, (const uint8_t *)"", 1, true); /* the empty value */
+    if (at >= 0)
+        at = pct_put(buf, cap, (size_t)at, n, varint_put(n, sizeof(name) - 1), true);
+    if (at >= 0)
+        at = pct_put(buf, cap, (size_t)at, (const uint8_t *)name, sizeof(name) - 1, false);
+    if (at >= 0)
+        at = pct_put(buf, cap, (size_t)at, v, vlen, true);
+    if (at >= 0)
+        at = pct_put(buf, cap, (size_t)at, (const uint8_t *)scheme, sizeof(scheme) - 1, false);
+    if (at < 0 || (size_t)at - len != FP_HDRS_BIN_HEAD)
+        return -1;
+    return pct_put(buf, cap, (size_t)at, (const uint8_t *)jwt, jwt_len, false);
 }
 
 long fp_cmd_put(char *buf, size_t cap, bool replace, const char *route, const char *map,

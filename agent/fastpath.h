@@ -24,11 +24,11 @@
 #define FP_PREFIX_MAX 24 /* "@!<pid> " for the master CLI */
 #define FP_JWT_MAX 16384 /* an entry's JWT; HAProxy's CLI line must hold it (tune.bufsize) */
 #define FP_TOKEN_ID_LEN 32
-/* What an FP_VALUE_HDRS_BIN value adds around the JWT (see below), at most. */
-#define FP_HDRS_BIN_EXTRA 48
+/* The fixed-width head of an FP_VALUE_HDRS_BIN value, before the JWT (see below). */
+#define FP_HDRS_BIN_HEAD 41
 /* The longest command line fp_cmd_put() writes. */
 #define FP_CMD_MAX                                                                                 \
-    (FP_PREFIX_MAX + 16 + FP_MAP_NAME_MAX + FP_KEY_HEX + 12 + FP_JWT_MAX + FP_HDRS_BIN_EXTRA + 2)
+    (FP_PREFIX_MAX + 16 + FP_MAP_NAME_MAX + FP_KEY_HEX + 12 + FP_JWT_MAX + FP_HDRS_BIN_HEAD + 2)
 
 /* Why a decision is not published. FP_OK: it may be. */
 enum fp_refusal {
@@ -94,11 +94,14 @@ bool fp_route_valid(const char *route);
 
 /* How a map value carries the JWT after "<exp>:", chosen per HAProxy process by its version.
  * FP_VALUE_JWT: the JWT itself; haproxy.cfg writes it with set-header "Bearer %[...]" (2.6 to 3.3).
- * FP_VALUE_HDRS_BIN: the whole header in set-headers-bin's encoding (varint length, name, varint
- *   length, "Bearer <JWT>", then the 0,0 end mark), percent-encoded outside [A-Za-z0-9._-] so
- *   that the CLI line stays one plain word; haproxy.cfg decodes it with url_dec (3.4+). On 3.x,
- *   set-header HTTP-encodes its log-format value byte by byte (~40 instructions a byte, 37k for an
- *   850-byte JWT); url_dec plus set-headers-bin cost about half of that. */
+ * FP_VALUE_HDRS_BIN (3.4+): FP_HDRS_BIN_HEAD characters, then the JWT as it is. The head is
+ *   the start of set-headers-bin's encoding, percent-encoded (url_dec turns it back): a filler
+ *   record (a 1, 4 or 7-byte name "x..." and an empty value; the rule's "prefix Authorization"
+ *   skips it) that keeps the head's width fixed whatever the length varint takes, then the
+ *   varint 13, "Authorization", the varint length of "Bearer <JWT>", and "Bearer ". haproxy.cfg
+ *   decodes only the head, appends the JWT and a 0,0 end mark (a proc variable), and hands the
+ *   record to set-headers-bin. On 3.x, set-header HTTP-encodes its log-format value byte by byte
+ *   (~40 instructions a byte: 37k for an 850-byte JWT); this costs about 5k. */
 enum fp_value_format { FP_VALUE_JWT, FP_VALUE_HDRS_BIN };
 
 /* The format a process of that version (major * 100 + minor; 0 = unknown) reads. */
