@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "list.h"
+#include "spop.h" /* HAProxy's varint, which set-headers-bin reads too */
 
 const char *fp_refusal_name(enum fp_refusal r)
 {
@@ -280,26 +281,6 @@ enum fp_value_format fp_value_format_for(int haproxy_version)
     return haproxy_version >= 304 ? FP_VALUE_HDRS_BIN : FP_VALUE_JWT;
 }
 
-/* HAProxy's varint (include/haproxy/intops.h): below 240 one byte; else the low 4 bits with 0xF0,
- * then 7 bits a byte, each but the last with the high bit, after subtracting what the previous
- * bytes stand for. Returns the bytes written (at most 10). */
-static size_t varint_put(uint8_t out[10], uint64_t v)
-{
-    size_t n = 0;
-    if (v < 240) {
-        out[n++] = (uint8_t)v;
-        return n;
-    }
-    out[n++] = (uint8_t)(v | 240);
-    v = (v - 240) >> 4;
-    while (v >= 128) {
-        out[n++] = (uint8_t)(v | 128);
-        v = (v - 128) >> 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
-}
-
 /* Appends n bytes at buf + len, each as %XX when escape_all or outside [A-Za-z0-9._-] (what
  * url_dec turns back, and what the CLI takes as one plain word). The new length, or -1 when cap
  * is too small. */
@@ -328,18 +309,19 @@ static long pct_put(char *buf, size_t cap, size_t len, const uint8_t *p, size_t 
 static long hdrs_bin_put(char *buf, size_t cap, size_t len, const char *jwt, size_t jwt_len)
 {
     static const char name[] = "Authorization", scheme[] = "Bearer ", filler[] = "xxxxxxx";
-    uint8_t v[10], n[10];
-    size_t vlen = varint_put(v, sizeof(scheme) - 1 + jwt_len);
+    uint8_t v[SPOP_VARINT_MAX], n[SPOP_VARINT_MAX];
+    size_t vlen = spop_varint_encode(sizeof(scheme) - 1 + jwt_len, v, sizeof(v));
     if (vlen > 3)
         return -1;
     size_t fill = 1 + 3 * (3 - vlen);
-    long at = pct_put(buf, cap, len, n, varint_put(n, fill), true);
+    long at = pct_put(buf, cap, len, n, spop_varint_encode(fill, n, sizeof(n)), true);
     if (at >= 0)
         at = pct_put(buf, cap, (size_t)at, (const uint8_t *)filler, fill, false);
     if (at >= 0)
         at = pct_put(buf, cap, (size_t)at, (const uint8_t *)"", 1, true); /* the empty value */
     if (at >= 0)
-        at = pct_put(buf, cap, (size_t)at, n, varint_put(n, sizeof(name) - 1), true);
+        at = pct_put(buf, cap, (size_t)at, n, spop_varint_encode(sizeof(name) - 1, n, sizeof(n)),
+                     true);
     if (at >= 0)
         at = pct_put(buf, cap, (size_t)at, (const uint8_t *)name, sizeof(name) - 1, false);
     if (at >= 0)
