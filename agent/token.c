@@ -107,25 +107,27 @@ static size_t opt_len(const char *s)
     return s ? strlen(s) + 1 : 0;
 }
 
-/* jansson's nodes cost more than their text: a fixed overhead per value (struct, hash slot,
- * allocator header) on top of the serialized bytes gives an estimate good enough for a budget. */
+/* What a jansson tree takes on the heap, roughly: a fixed overhead per value (struct, hash slot,
+ * allocator header) plus its keys' and strings' bytes. Good enough for the cache's byte budget,
+ * and a walk only: serializing the tree to measure it cost ~25k instructions per introspection. */
 #define JSON_NODE_COST 64
 
-static size_t json_nodes(const json_t *v)
+static size_t json_heap_estimate(const json_t *v)
 {
-    size_t n = 1, i;
+    size_t n = JSON_NODE_COST, i;
     const char *k;
     json_t *e;
+    if (json_is_string(v))
+        return n + json_string_length(v) + 1;
     if (json_is_object(v)) {
         json_object_foreach((json_t *)v, k, e)
         {
-            (void)k;
-            n += json_nodes(e);
+            n += strlen(k) + 1 + json_heap_estimate(e);
         }
     } else if (json_is_array(v)) {
         json_array_foreach(v, i, e)
         {
-            n += json_nodes(e);
+            n += json_heap_estimate(e);
         }
     }
     return n;
@@ -135,8 +137,7 @@ void token_info_set_introspection(struct token_info *ti, json_t *obj)
 {
     json_decref(ti->introspection);
     ti->introspection = obj;
-    ti->introspection_size =
-        obj ? json_dumpb(obj, NULL, 0, JSON_COMPACT) + json_nodes(obj) * JSON_NODE_COST : 0;
+    ti->introspection_size = obj ? json_heap_estimate(obj) : 0;
 }
 
 size_t token_info_size(const struct token_info *ti)

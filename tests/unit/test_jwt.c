@@ -110,6 +110,12 @@ static void test_b64_bad_chars(void **state)
     assert_int_equal(decode("Zm9.", out), -1);
     assert_int_equal(decode("Zm\xc3\xa9", out), -1);
     assert_int_equal(b64url_decode("Zm\0v", 4, out), -1);
+    /* after a whole group: in the next group, and in the 2- or 3-character tail */
+    assert_int_equal(decode("Zm9vYm+y", out), -1);
+    assert_int_equal(decode("Zm9vY+", out), -1);
+    assert_int_equal(decode("Zm9vYm/", out), -1);
+    assert_int_equal(decode("Zm9vYmFy", out), 6);
+    assert_memory_equal(out, "foobar", 6);
 }
 
 static void test_b64_impossible_length(void **state)
