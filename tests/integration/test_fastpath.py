@@ -8,8 +8,9 @@ Authorization headers never take the fast path; an entry whose expiry has passed
 HAProxy itself, and the agent deletes it; the token's exp bounds an entry's life; eviction at
 fastpath-max-entries; a restarted HAProxy (new process, empty map) is re-filled.
 
-The cfg is the shipped haproxy.cfg plus the fast-path rules (contrib/fastpath-proto/README.md),
-unless the shipped one has them already. Runs with PTA_HAPROXY (2.6 and 3.x alike).
+The cfg is the shipped haproxy.cfg with its fast-path rules enabled (PHANTOM_FASTPATH_MAP/_KEY).
+Runs with PTA_HAPROXY (2.6 and 3.x alike); on 3.4+ the map values are the header encoded for
+set-headers-bin, decoded and checked here (jwt_of).
 """
 
 import hashlib
