@@ -237,6 +237,22 @@ class FastpathTest(unittest.TestCase):
         self.assertEqual(r.status, 400)
         self.assertEqual(s.decisions(), before + 1)
 
+    def test_rules_after_the_fast_path_still_apply_to_misses(self):
+        """The realm and the 8 KB limit come after the fast-path block (a hit needs neither):
+        an oversized header is still refused by HAProxy itself, with the realm, and a miss still
+        carries the realm to the agent."""
+        s = self.s
+        before = s.decisions()
+        r = s.request(headers=[("Authorization", "Bearer " + "a" * 9000)])
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.header("WWW-Authenticate"), 'Bearer realm="api", error="invalid_request", '
+                         'error_description="Malformed Authorization header"')
+        self.assertEqual(s.decisions(), before, "the agent was asked about an 8 KB header")
+        r = s.get("fp-never-registered-token-1")
+        self.assertEqual(r.status, 401, r)
+        self.assertIn('realm="api"', r.header("WWW-Authenticate"))
+        self.assertEqual(s.decisions(), before + 1)
+
     def test_stale_entry_is_ignored_by_haproxy(self):
         s = self.s
         tok = s.register("fp-stale-token-1")
