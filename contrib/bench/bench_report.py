@@ -110,7 +110,8 @@ print(fmt_table(hdr, table, left=2))
 print()
 print("x plain: against the plain proxy without rules of the same gateway (nginx rows: nginx plain).")
 print("x best peer: the agent row against the best of the Lua peer on the same HAProxy and nginx + "
-      "Curity, same path (cached or miss).")
+      "Curity, same path (cached or miss). The Lua peer runs with the access log and tune.bufsize of "
+      "every other HAProxy row; its file as shipped logs nothing (row \"as shipped\", not a best peer).")
 
 print()
 print("CPU during each wrk run: busy % of each CPU, and CPU microseconds per request of each process")
@@ -151,7 +152,7 @@ for s in servers:
     print("[%s]" % s)
     r = one.rps / plain.rps
     print("%-8s cached path >= 0.85x plain req/s: %.2fx" % (verdict(r >= 0.85), r))
-    lua = by.get((s, "lua-one"))
+    lua, lua_asis = by.get((s, "lua-one")), by.get((s, "lua-asis-one"))
     if lua:
         r = one.rps / lua.rps
         print("%-8s cached path >= 1.1x the Lua peer: %.2fx" % (verdict(r >= 1.1), r))
@@ -166,6 +167,10 @@ for s in servers:
         if lua:
             r = fp.rps / lua.rps
             print("%-8s fast path: cached path >= 1.1x the Lua peer: %.2fx" % (verdict(r >= 1.1), r))
+        if lua_asis:
+            r = fp.rps / lua_asis.rps
+            print("%-8s fast path: cached path >= 1.1x the Lua peer as shipped, without access log: "
+                  "%.2fx" % (verdict(r >= 1.1), r))
     if fpm:
         r = fpm.rps / plain.rps
         print("%-8s fast path: %s cached tokens >= 0.8x plain: %.2fx" % (verdict(r >= 0.8), "10 000", r))

@@ -2,7 +2,8 @@
 # The benchmark: for each HAProxy binary given, HAProxy as a plain proxy (the ceiling, no rules),
 # the same with the shipped route rules, HAProxy + phantom-token-agent with the SHIPPED
 # haproxy-conf/haproxy.cfg and spoe/phantom-token.conf, and the peers an operator would pick
-# instead, measured in the same run: HAProxy + Lua phantom token (same binary) and nginx + Curity's
+# instead, measured in the same run: HAProxy + Lua phantom token (same binary, with the same access
+# log and tune.bufsize as every other HAProxy row, and once more as shipped) and nginx + Curity's
 # phantom token module (when ../shared/peers/ has them). Prints one table per HAProxy version (req/s,
 # p50, p99, IdP calls, ratio to plain, ratio to the best peer), where the CPU went, then the
 # agent-only micro-benchmarks and which targets are met.
@@ -310,6 +311,18 @@ miss_row() {
   wrk_row "$1" "$2" "$3" token-new.lua "$CONNS" "$LONG_DURATION"
 }
 
+# The Lua peer's haproxy-lua.cfg with what every other HAProxy row has and the peer's file leaves
+# out: the access log (one line per request to stdout, as haproxy-conf/haproxy.cfg and the plain
+# rows do) and tune.bufsize 32768. Nothing else changes.
+lua_cfg_same_settings() {
+  local out
+  out=$(sed -e 's/^global$/global\n    log stdout format raw local0 info\n    tune.bufsize 32768/' \
+    -e 's/^defaults$/defaults\n    log global\n    option httplog/' "$PEERS_DIR/haproxy-lua/haproxy-lua.cfg")
+  [[ $out == *"option httplog"* && $out == *"tune.bufsize 32768"* ]] ||
+    die "cannot add the access log to $PEERS_DIR/haproxy-lua/haproxy-lua.cfg (no global/defaults line)"
+  printf '%s\n' "$out"
+}
+
 lua_ok() { # haproxy binary
   [ "${BENCH_PEERS:-1}" = 1 ] && [ -f "$PEERS_DIR/haproxy-lua/phantom.lua" ] &&
     [[ $("$1" -vv 2>/dev/null) == *$'\nBuilt with Lua'* ]]
@@ -344,12 +357,20 @@ bench_haproxy() { # haproxy binary
     specs+=("fp-one|HAProxy + agent + fast path, shipped cfg, one token, cached|http://127.0.0.1:$fp/api/bench|token-one.lua")
   fi
   if lua_ok "$H"; then
-    lua=$(free_port)
+    # The Lua peer twice: with the access log and buffer size every other HAProxy row here has
+    # (the comparison), and its file as shipped, which logs nothing (shown, about 12 % faster).
+    lua=$(free_port) lua_asis=$(free_port)
+    lua_cfg_same_settings >"$WORK/haproxy-lua.cfg"
     start_gw haproxy-lua "$lua" env PHANTOM_LUA="$PEERS_DIR/haproxy-lua/phantom.lua" \
       PHANTOM_BIND=127.0.0.1:$lua PHANTOM_BACKEND=127.0.0.1:$BACKEND_PORT \
+      PHANTOM_INTROSPECT_URL="$STUB/introspect" "$H" -db -f "$WORK/haproxy-lua.cfg"
+    start_gw haproxy-lua-asis "$lua_asis" env PHANTOM_LUA="$PEERS_DIR/haproxy-lua/phantom.lua" \
+      PHANTOM_BIND=127.0.0.1:$lua_asis PHANTOM_BACKEND=127.0.0.1:$BACKEND_PORT \
       PHANTOM_INTROSPECT_URL="$STUB/introspect" "$H" -db -f "$PEERS_DIR/haproxy-lua/haproxy-lua.cfg"
     wait_200 "http://127.0.0.1:$lua/api/bench" "$TOKEN"
-    specs+=("lua-one|peer: HAProxy + Lua phantom token, cached|http://127.0.0.1:$lua/api/bench|token-one.lua")
+    wait_200 "http://127.0.0.1:$lua_asis/api/bench" "$TOKEN"
+    specs+=("lua-one|peer: HAProxy + Lua phantom token, cached (same access log and bufsize)|http://127.0.0.1:$lua/api/bench|token-one.lua"
+            "lua-asis-one|peer: HAProxy + Lua phantom token, cached, its cfg as shipped (no access log)|http://127.0.0.1:$lua_asis/api/bench|token-one.lua")
   else
     log "no Lua peer for $SERVER (no Lua in this build, or no $PEERS_DIR/haproxy-lua)"
   fi
@@ -385,7 +406,7 @@ bench_haproxy() { # haproxy binary
     unset 'GW[haproxy-fastpath]'
   fi
 
-  # Every request a new token: the miss path, for the agent and the Lua peer.
+  # Every request a new token: the miss path, for the agent and the Lua peer (with the access log).
   stub_post /_control/mode '{"all_active": true}'
   miss_row miss "HAProxy + agent, every request a new token (miss)" "$PROXY_URL" "agent-$v"
   if [ -n "$lua" ]; then
