@@ -888,6 +888,45 @@ static void test_reconfigure(void **state)
     server_stop(s);
 }
 
+/* Handles keep their fixed options between transfers; new settings must still reach every handle,
+ * the idle ones and the ones in flight during the reload. */
+static void test_reconfigure_reaches_reused_handles(void **state)
+{
+    struct server *s = server_start(r204);
+    struct ctx *c = ctx_new();
+    struct introspect_config cfg = base_cfg(url_of(s, "/old"));
+    c->in = introspector_new(c->loop, &cfg);
+    start(c, "one", 0);
+    run_until(c, 1, 5.); /* its handle is idle now, set up for /old */
+    /* Two reloads while it is idle: the third snapshot is likely allocated where the freed first
+     * one was, so the handle's record of its settings must not be a bare pointer comparison. */
+    cfg.url = url_of(s, "/between");
+    assert_int_equal(introspector_reconfigure(c->in, &cfg), 0);
+    cfg.url = url_of(s, "/new");
+    cfg.auth = CLIENT_AUTH_BASIC;
+    cfg.client_id = "id";
+    cfg.client_secret = "pw";
+    assert_int_equal(introspector_reconfigure(c->in, &cfg), 0);
+    start(c, "two", 1);
+    run_until(c, 2, 5.);
+    const char *b = server_req(s, 1);
+    assert_true(strncmp(b, "POST /new ", 10) == 0);
+    assert_true(has_header(b, "Authorization: Basic aWQ6cHc="));
+
+    start(c, "three", 2); /* in flight on the reused handle during the next reload */
+    cfg.url = url_of(s, "/third");
+    assert_int_equal(introspector_reconfigure(c->in, &cfg), 0);
+    start(c, "four", 3);
+    run_until(c, 4, 5.);
+    start(c, "five", 4); /* both handles are reused: each must use the /third settings */
+    start(c, "six", 5);
+    run_until(c, 6, 5.);
+    for (int i = 4; i < 6; i++)
+        assert_true(strncmp(server_req(s, i), "POST /third ", 12) == 0);
+    ctx_free(c);
+    server_stop(s);
+}
+
 /* Failures are logged, but never with the token or the client secret. */
 static void test_logs_no_secrets(void **state)
 {
@@ -966,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_free_in_flight),
         cmocka_unit_test(test_free_before_run),
         cmocka_unit_test(test_reconfigure),
+        cmocka_unit_test(test_reconfigure_reaches_reused_handles),
         cmocka_unit_test(test_logs_no_secrets),
         cmocka_unit_test(test_throughput),
     };
