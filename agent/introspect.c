@@ -735,8 +735,9 @@ int introspector_reconfigure(struct introspector *in, const struct introspect_co
         return -1;
     settings_unref(in->s);
     in->s = s;
+    /* The idle handles' options came from the old settings. */
     for (struct list *p = in->idle.next; p != &in->idle; p = p->next)
-        list_entry(p, struct xfer, node)->configured = NULL;     /* set from the old settings */
+        list_entry(p, struct xfer, node)->configured = NULL;
     curl_ev_set_max_connects(in->curl, (long)s->max_concurrent); /* logged if it fails */
     pump(in); /* a larger max_concurrent may start queued requests */
     return 0;
