@@ -134,11 +134,16 @@ struct fp_origin {
     const struct cache_key *key;
 };
 
-/* Offers a 200 to the fast path; fastpath.c decides what may enter HAProxy's map. */
+/* Offers a 200 to the fast path; fastpath.c decides what may enter HAProxy's map. Only an answer
+ * the cache holds, and never past that entry's end: HAProxy must not serve a decision longer than
+ * this agent would (an IdP's no-store or short max-age, a short cache-max-ttl, a stale copy). */
 static void publish(struct agent *a, const struct decision_input *in, const struct decision *d,
                     const struct fp_origin *o)
 {
     if (!a->fastpath || !o || !o->auth || d->status != 200)
+        return;
+    int64_t until_ms = cache_entry_until_ms(a->cache, o->key, in->ti);
+    if (until_ms <= 0)
         return;
     struct fp_candidate c = {
         .status = d->status,
@@ -152,6 +157,7 @@ static void publish(struct agent *a, const struct decision_input *in, const stru
         .audience = in->audience,
         .audience_len = in->audience_len,
         .token_exp = in->ti && in->ti->claims.has_exp ? in->ti->claims.exp : 0,
+        .not_after = until_ms / 1000,
     };
     /* A CLI line must fit HAProxy's buffer (tune.bufsize, 16 KB by default, the line is the JWT
      * plus ~120 bytes): larger JWTs are not published and keep going through the agent. */

@@ -631,6 +631,15 @@ enum cache_lookup cache_lookup(struct cache *c, const struct cache_key *k, struc
     return flight_start(c, k, w, now);
 }
 
+int64_t cache_entry_until_ms(const struct cache *c, const struct cache_key *k,
+                             const struct token_info *ti)
+{
+    const struct cache_node *n = *table_slot(c, k);
+    if (!ti || !n || n->ti != ti || n->expires_ms <= now_ms(c))
+        return 0;
+    return n->expires_ms;
+}
+
 bool cache_cancel(struct cache *c, const struct cache_key *k, struct cache_waiter *w)
 {
     struct cache_node *f = *table_slot(c, k);

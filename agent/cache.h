@@ -101,6 +101,13 @@ struct token_info *cache_stale(struct cache *c, const struct cache_key *k);
  * gives its copy the same lifetime. */
 int64_t cache_ttl_ms(const struct cache *c, const struct token_info *ti);
 
+/* When k's live entry ends (ms since the epoch, on the cache's clock), provided it holds ti; 0
+ * when it does not: no entry, a flight, another answer, an expired entry (or ti served stale).
+ * The fast path never publishes a decision for longer than this agent would answer it from its
+ * cache. */
+int64_t cache_entry_until_ms(const struct cache *c, const struct cache_key *k,
+                             const struct token_info *ti);
+
 void cache_get_stats(const struct cache *c, struct cache_stats *st);
 
 /* ---- purge (issue 14) ----

@@ -46,7 +46,8 @@
 #define HDR_VALUE_MAX 256
 
 struct settings {
-    int refs; /* the introspector's reference plus one per transfer built from it */
+    int refs;     /* the introspector's reference plus one per transfer built from it */
+    uint64_t gen; /* which snapshot of this introspector it is (1, 2, ...): never reused */
     char *url;
     char *ca_file, *client_cert, *client_key;
     bool insecure;
@@ -81,9 +82,9 @@ struct xfer {
     struct list node;          /* in->active or in->idle */
     struct curl_ev_transfer t; /* t.easy: the handle, kept across transfers */
     struct settings *s;        /* the settings this transfer was built from (a reference) */
-    /* The settings t.easy's fixed options were set from: NULL, or in->s while it is idle (reset
-     * when the introspector gets new settings), so never a freed snapshot. */
-    const struct settings *configured;
+    /* The generation of the settings t.easy's fixed options were set from (0: none). A number,
+     * not a pointer: a later snapshot may be allocated where a freed one was. */
+    uint64_t configured;
     struct request *req;
     double started; /* ev_time() when handed to curl */
     char *body;
@@ -102,6 +103,7 @@ struct introspector {
     struct ev_loop *loop;
     struct curl_ev *curl;
     struct settings *s;
+    uint64_t settings_gen;     /* the last generation handed out */
     ev_timer kick;             /* delivers the deferred list from the loop */
     struct list queue;         /* requests waiting for a transfer slot, oldest first */
     struct list deferred_list; /* requests answered without a transfer, for the kick timer */
@@ -374,7 +376,7 @@ static int xfer_configure(struct xfer *x, const struct settings *s)
 {
     CURL *e = x->t.easy;
     curl_easy_reset(e);
-    x->configured = NULL;
+    x->configured = 0;
     int bad = 0;
     bad |= curl_easy_setopt(e, CURLOPT_URL, s->url) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
@@ -399,7 +401,7 @@ static int xfer_configure(struct xfer *x, const struct settings *s)
         bad |= curl_easy_setopt(e, CURLOPT_SSLKEY, s->client_key) != CURLE_OK;
     if (bad)
         return -1;
-    x->configured = s;
+    x->configured = s->gen;
     return 0;
 }
 
@@ -409,7 +411,7 @@ static int xfer_setup(struct xfer *x, const struct settings *s, const struct req
 {
     if (build_post(x, s, r) != 0)
         return -1;
-    if (x->configured != s && xfer_configure(x, s) != 0)
+    if (x->configured != s->gen && xfer_configure(x, s) != 0)
         return -1;
     x->body_len = 0;
     x->content_type[0] = x->cache_control[0] = x->retry_after[0] = x->errbuf[0] = '\0';
@@ -424,7 +426,7 @@ static int xfer_setup(struct xfer *x, const struct settings *s, const struct req
      * request never outlives the budget HAProxy's "timeout processing" was sized for. */
     bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->budget_ms) != CURLE_OK;
     if (bad)
-        x->configured = NULL; /* set everything again next time */
+        x->configured = 0; /* set everything again next time */
     return bad ? -1 : 0;
 }
 
@@ -465,8 +467,6 @@ static void xfer_destroy(struct xfer *x)
 /* Back to the idle list, keeping no more idle handles than transfers may run at once. */
 static void xfer_put(struct introspector *in, struct xfer *x)
 {
-    if (x->s != in->s)
-        x->configured = NULL; /* built from settings a reload replaced */
     settings_unref(x->s);
     x->s = NULL;
     x->req = NULL;
@@ -716,6 +716,7 @@ struct introspector *introspector_new(struct ev_loop *loop, const struct introsp
         free(in);
         return NULL;
     }
+    in->s->gen = ++in->settings_gen;
     in->loop = loop;
     list_init(&in->queue);
     list_init(&in->deferred_list);
@@ -733,11 +734,9 @@ int introspector_reconfigure(struct introspector *in, const struct introspect_co
     struct settings *s = settings_new(cfg);
     if (!s)
         return -1;
+    s->gen = ++in->settings_gen;
     settings_unref(in->s);
     in->s = s;
-    /* The idle handles' options came from the old settings. */
-    for (struct list *p = in->idle.next; p != &in->idle; p = p->next)
-        list_entry(p, struct xfer, node)->configured = NULL;
     curl_ev_set_max_connects(in->curl, (long)s->max_concurrent); /* logged if it fails */
     pump(in); /* a larger max_concurrent may start queued requests */
     return 0;

@@ -91,12 +91,14 @@ class FastpathStack(Stack):
         with open(self.cfg_file, "w") as f:
             f.write(fastpath_cfg(harness.HAPROXY_CFG))
         self.haproxy_env.update({"PHANTOM_FASTPATH_MAP": self.map_file,
-                                 "PHANTOM_FASTPATH_KEY": self.key_file})
+                                 "PHANTOM_FASTPATH_KEY": self.key_file,
+                                 "PHANTOM_REALM": "fp-realm"})  # not the agent's default
         self.admin_token = "fp-admin-" + os.urandom(8).hex()
         self.admin_file = self._secret_file("admin-token", self.admin_token)
         self.agent_args += ["--fastpath-socket", "unix:" + self.stats_socket,
                             "--fastpath-map", self.map_file, "--fastpath-key-file", self.key_file,
                             "--fastpath-ttl", ttl, "--fastpath-max-entries", str(max_entries),
+                            "--cache-honour-no-store",
                             "--http-listen", "127.0.0.1:%d" % self.metrics_port,
                             "--admin-token-file", self.admin_file]
 
@@ -245,13 +247,30 @@ class FastpathTest(unittest.TestCase):
         before = s.decisions()
         r = s.request(headers=[("Authorization", "Bearer " + "a" * 9000)])
         self.assertEqual(r.status, 400, r)
-        self.assertEqual(r.header("WWW-Authenticate"), 'Bearer realm="api", error="invalid_request", '
-                         'error_description="Malformed Authorization header"')
+        self.assertEqual(r.header("WWW-Authenticate"), 'Bearer realm="fp-realm", '
+                         'error="invalid_request", error_description="Malformed Authorization header"')
         self.assertEqual(s.decisions(), before, "the agent was asked about an 8 KB header")
         r = s.get("fp-never-registered-token-1")
         self.assertEqual(r.status, 401, r)
-        self.assertIn('realm="api"', r.header("WWW-Authenticate"))
+        self.assertIn('realm="fp-realm"', r.header("WWW-Authenticate"))
         self.assertEqual(s.decisions(), before + 1)
+
+    def test_entries_never_outlive_the_agents_cache(self):
+        """HAProxy must not serve a decision longer than the agent would: an answer the cache
+        does not keep (no-store) is never published, and a short max-age bounds the entry."""
+        s = self.s
+        nostore = s.register("fp-no-store-token-1", behaviour={"cache_control": "no-store"})
+        short = s.register("fp-max-age-token-1", behaviour={"cache_control": "max-age=3"})
+        self.assertEqual(s.get(nostore).status, 200)
+        self.assertEqual(s.get(short).status, 200)
+        # One CLI session carries the agent's commands in order: once the later one is in the
+        # map, an "add" for the first would be too.
+        value = self.published("Bearer " + short)
+        self.assertLessEqual(int(value[:10]), time.time() + 3)
+        self.assertNotIn(map_key("Bearer " + nostore), s.map_entries())
+        before = s.decisions()
+        self.assertEqual(s.get(nostore).status, 200)
+        self.assertEqual(s.decisions(), before + 1, "a no-store answer was served from the map")
 
     def test_stale_entry_is_ignored_by_haproxy(self):
         s = self.s

@@ -331,6 +331,39 @@ static void test_no_store(void **state)
     assert_int_equal(cached_for(cfg, ti, 1), 0);
 }
 
+/* The fast path's bound: when the live entry ends, and only for the answer that entry holds. */
+static void test_entry_until(void **state)
+{
+    struct cache_config cfg = cfg_default();
+    cfg.honour_no_store = true;
+    struct cache *c = new_cache(&cfg);
+    (void)state;
+    struct cache_key k = key_of(c, "until-token");
+    struct token_info *ti = active_exp(T0_S + 3600), *other = active("o.t.h");
+    ti->max_age = 7;
+    struct tw t = tw_make();
+    struct token_info *got = NULL;
+    assert_int_equal(cache_lookup(c, &k, &t.w, &got), CACHE_LEAD);
+    assert_int_equal(cache_entry_until_ms(c, &k, ti), 0); /* a flight, no entry yet */
+    cache_resolve(c, &k, token_ref(ti));
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(cache_entry_until_ms(c, &k, ti), T0 + 7000); /* max-age, not max_ttl */
+    assert_int_equal(cache_entry_until_ms(c, &k, other), 0);
+    assert_int_equal(cache_entry_until_ms(c, &k, NULL), 0);
+    fake_now = T0 + 7000;
+    assert_int_equal(cache_entry_until_ms(c, &k, ti), 0); /* ended */
+
+    struct cache_key k2 = key_of(c, "until-no-store");
+    struct token_info *ns = active_exp(T0_S + 3600);
+    ns->no_store = true;
+    cache_resolve(c, &k2, token_ref(ns));
+    assert_int_equal(cache_entry_until_ms(c, &k2, ns), 0); /* never stored */
+    token_unref(ns);
+    token_unref(ti);
+    token_unref(other);
+    cache_free(c);
+}
+
 static void test_negative_cache(void **state)
 {
     struct cache_config cfg = cfg_default();
@@ -800,6 +833,7 @@ int main(void)
         cmocka_unit_test(test_ttl_math),
         cmocka_unit_test(test_ttl_absurd_exp),
         cmocka_unit_test(test_no_store),
+        cmocka_unit_test(test_entry_until),
         cmocka_unit_test(test_negative_cache),
         cmocka_unit_test(test_idp_errors_not_cached),
         cmocka_unit_test(test_expired_entry_removed_on_lookup),

@@ -898,8 +898,8 @@ static void test_reconfigure_reaches_reused_handles(void **state)
     c->in = introspector_new(c->loop, &cfg);
     start(c, "one", 0);
     run_until(c, 1, 5.); /* its handle is idle now, set up for /old */
-    /* Two reloads while it is idle: the third snapshot is likely allocated where the freed first
-     * one was, so the handle's record of its settings must not be a bare pointer comparison. */
+    /* Two reloads while it is idle (the third snapshot may well be allocated where the freed
+     * first one was): the handle must still get the current settings. */
     cfg.url = url_of(s, "/between");
     assert_int_equal(introspector_reconfigure(c->in, &cfg), 0);
     cfg.url = url_of(s, "/new");
